@@ -1,0 +1,1 @@
+"""Reference looped (recurrent-depth) transformers: model, training, kernels, evaluator adapter."""
