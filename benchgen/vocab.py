@@ -1,0 +1,84 @@
+"""Token vocabulary: ids <-> strings, and vectorised rendering of id rows to text."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PAD, BOS, EOS, SEP = "<pad>", "<bos>", "<eos>", "<sep>"
+SPECIALS = (PAD, BOS, EOS, SEP)
+
+
+@dataclass
+class Vocab:
+    """Ordered token list; id = position. ``joiner`` separates tokens when rendering text."""
+
+    tokens: list[str]
+    joiner: str = ""
+    _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._index = {t: i for i, t in enumerate(self.tokens)}
+        if len(self._index) != len(self.tokens):
+            raise ValueError("vocabulary tokens must be unique")
+        self._array = np.array(self.tokens, dtype=object)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def pad_id(self) -> int:
+        return self._index[PAD]
+
+    def id(self, token: str) -> int:
+        """Id of one token (KeyError names the token)."""
+        return self._index[token]
+
+    def ids(self, tokens: list[str]) -> np.ndarray:
+        return np.array([self._index[t] for t in tokens], dtype=np.int32)
+
+    def render(self, ids: pa.Array | np.ndarray) -> pa.Array:
+        """Render rows of ids (a 2-D int array or an arrow list array) to strings, all in C."""
+        if isinstance(ids, np.ndarray):
+            ids = list_array_from_matrix(ids)
+        ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        flat = np.asarray(ids.flatten())
+        words = pa.array(self._array[flat], type=pa.string())
+        offsets = pc.subtract(ids.offsets, ids.offsets[0])
+        return pc.binary_join(pa.ListArray.from_arrays(offsets, words), self.joiner)
+
+    def decode(self, ids) -> str:
+        """Render one row (plain Python; for audits and debugging)."""
+        return self.joiner.join(self.tokens[int(i)] for i in ids)
+
+    def to_json(self) -> dict:
+        return {"tokens": self.tokens, "joiner": self.joiner, "pad_id": self._index.get(PAD)}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocab:
+        d = json.loads(Path(path).read_text())
+        return cls(tokens=list(d["tokens"]), joiner=d.get("joiner", ""))
+
+
+def list_array_from_matrix(m: np.ndarray, lengths: np.ndarray | None = None) -> pa.ListArray:
+    """Arrow list<int32> array from a 2-D matrix (optionally ragged via per-row ``lengths``)."""
+    m = np.ascontiguousarray(m, dtype=np.int32)
+    n, width = m.shape
+    if lengths is None:
+        offsets = np.arange(n + 1, dtype=np.int32) * width
+        values = m.reshape(-1)
+    else:
+        lengths = np.asarray(lengths, dtype=np.int32)
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        values = m[mask]
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.int32()))

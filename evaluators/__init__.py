@@ -1,0 +1,1 @@
+"""Evaluators: predictions -> cells (split, depth, loops) -> metrics -> results.json -> report."""
