@@ -18,20 +18,18 @@ def parse_int_set(text: str | int | list | tuple, option: str = "value") -> tupl
         items = [parse_int_set(x, option) for x in text]
         return tuple(sorted({v for it in items for v in it}))
     out: set[int] = set()
+    bad = ConfigError(option, f"expected integers like '2-5', '2,4,8' or '2-5,8', got {text!r}")
     for part in str(text).replace(" ", "").split(","):
         if not part:
             continue
+        lo, sep, hi = part[1:].partition("-")
         try:
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else ("-" + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1])
-                lo_i, hi_i = int(lo), int(hi)
-                if hi_i < lo_i:
-                    raise ConfigError(option, f"range '{part}' is empty (expected lo-hi with lo <= hi)")
-                out.update(range(lo_i, hi_i + 1))
-            else:
-                out.add(int(part))
+            lo_i, hi_i = (int(part[0] + lo), int(hi)) if sep else (int(part), int(part))
         except ValueError:
-            raise ConfigError(option, f"expected integers like '2-5', '2,4,8' or '2-5,8', got {text!r}") from None
+            raise bad from None
+        if hi_i < lo_i:
+            raise ConfigError(option, f"range '{part}' is empty (expected lo-hi with lo <= hi)")
+        out.update(range(lo_i, hi_i + 1))
     if not out:
         raise ConfigError(option, f"expected at least one integer, got {text!r}")
     return tuple(sorted(out))
@@ -130,6 +128,11 @@ def build_config(cls: type, presets: dict[str, dict], preset: str | None, overri
             raise ConfigError("preset", f"unknown preset {preset!r} (expected one of {', '.join(presets)})")
         values.update(presets[preset]["config"])
     names = {f.name: f for f in dataclasses.fields(cls)}
+    given = {k for k, v in overrides.items() if v is not None}
+    for pair in getattr(cls, "__exclusive__", ()):  # an override of one alternative clears the other
+        for k in pair:
+            if k in given:
+                values.update({o: None for o in pair if o != k and o not in given})
     for k, v in overrides.items():
         if v is None:
             continue

@@ -155,7 +155,7 @@ class DatasetWriter:
 
     def close(self) -> Path:
         manifest = self.manifest()
-        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         self.vocab.save(self.tmp / VOCAB)
         (self.tmp / CARD).write_text(render_card(manifest, self.description))
         backup = None

@@ -1,0 +1,396 @@
+"""k-hop knowledge-graph composition (Grokked Transformers; Loop, Think & Generalize).
+
+A knowledge graph of entities ``<e_i>`` and relations ``<r_j>``; a k-hop query
+``<e_h><r_1>...<r_k>`` asks for the entity reached by following the chain. Splits:
+
+- train: every atomic triple (ID and OOD) as a 1-hop query + ID-only compositions of ``train_hops``;
+- valid / test_id: held-out ID compositions of ``train_hops`` (disjoint from train and each other);
+- test_systematic: compositions of ``train_hops`` built only from OOD triples (each OOD triple is
+  seen in training as an atomic fact, never inside a composition); mixed chains are dropped;
+- test_depth: ID compositions of ``test_hops`` (all deeper than any training hop).
+
+Chains are drawn *uniformly* over all chains of a given length in the ID (or OOD) subgraph,
+without replacement: exact path counts by dynamic programming weight each step, so sampling
+is one vectorised gather per hop; small populations are enumerated instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+
+from benchgen import seeding
+from benchgen.config import to_dict
+from benchgen.errors import ConfigError
+from benchgen.schema import example_schema, make_ids
+from benchgen.vocab import SPECIALS, Vocab, list_array_from_matrix
+
+NAME = "khop"
+DESCRIPTION = "k-hop composition over a random or permutation knowledge graph (systematic + depth splits)"
+EXTRA_FIELDS = [pa.field("bridges", pa.list_(pa.int32()), nullable=False),
+                pa.field("n_ood_hops", pa.int32(), nullable=False)]
+SCHEMA = example_schema(EXTRA_FIELDS)
+KG_SCHEMA = pa.schema([("head", pa.int32()), ("relation", pa.int32()), ("tail", pa.int32()),
+                       ("is_ood", pa.bool_())])
+ENUMERATE_LIMIT = 4_000_000  # enumerate every chain when the population is at most this
+
+
+@dataclass
+class KhopConfig:
+    """One k-hop dataset: graph shape, OOD share, hop ranges and split sizes."""
+
+    structure: Literal["random", "permutation"] = field(default="random", metadata={
+        "help": "random: each entity gets out-degree distinct relations with uniform tails (Grokked); "
+                "permutation: every relation is a bijection of the entities (Loop-Think-Generalize)"})
+    num_entities: int = field(default=200, metadata={"help": "number of entities <e_i>"})
+    num_relations: int = field(default=20, metadata={"help": "number of relations <r_j>"})
+    out_degree: int = field(default=5, metadata={
+        "help": "outgoing relations per entity (must equal num-relations for permutation)"})
+    ood_fraction: float = field(default=0.05, metadata={
+        "help": "share of atomic triples marked OOD (chosen by triple, not by entity)"})
+    train_hops: tuple[int, ...] = field(default=(2,), metadata={
+        "help": "composition depths in training, e.g. 2 or 2-5 (1-hop atomics are always in train)"})
+    test_hops: tuple[int, ...] = field(default=(3, 4), metadata={
+        "help": "depths of test_depth, all above max(train-hops), e.g. 3-4 or 6,8"})
+    inferred_ratio: float | None = field(default=None, metadata={
+        "help": "phi: train compositions = round(phi * |ID atomics|), split evenly over train-hops "
+                "(alternative to train-per-hop)"})
+    train_per_hop: int | None = field(default=2000, metadata={
+        "help": "train compositions per training hop (alternative to inferred-ratio)"})
+    valid_per_hop: int = field(default=200, metadata={"help": "valid queries per training hop"})
+    test_per_hop: int = field(default=200, metadata={
+        "help": "test_id queries per training hop and test_depth queries per test hop"})
+    systematic_per_hop: int = field(default=200, metadata={
+        "help": "at most this many test_systematic (OOD-only) queries per training hop "
+                "(fewer when the OOD subgraph has fewer chains)"})
+    seed: int = field(default=0, metadata={"help": "random seed (same seed + config => identical files)"})
+
+    __exclusive__ = (("inferred_ratio", "train_per_hop"),)
+
+    def validate(self) -> None:
+        """Reject impossible values before any work (one option named per error)."""
+        if self.structure not in ("random", "permutation"):
+            raise ConfigError("structure", f"expected random or permutation, got {self.structure!r}")
+        if self.num_entities < 2:
+            raise ConfigError("num_entities", f"expected at least 2, got {self.num_entities}")
+        if self.num_relations < 1:
+            raise ConfigError("num_relations", f"expected at least 1, got {self.num_relations}")
+        if not 1 <= self.out_degree <= self.num_relations:
+            raise ConfigError("out_degree", f"expected 1..num-relations ({self.num_relations}), got {self.out_degree}")
+        if self.structure == "permutation" and self.out_degree != self.num_relations:
+            raise ConfigError("out_degree", f"structure=permutation needs out-degree == num-relations "
+                                            f"({self.num_relations}), got {self.out_degree}")
+        if not 0.0 <= self.ood_fraction < 1.0:
+            raise ConfigError("ood_fraction", f"expected a value in [0, 1), got {self.ood_fraction}")
+        if not self.train_hops:
+            raise ConfigError("train_hops", "expected at least one hop count")
+        if min(self.train_hops) < 2:
+            raise ConfigError("train_hops", f"expected hops >= 2 (atomics are always in train), got {list(self.train_hops)}")
+        if self.test_hops and min(self.test_hops) <= max(self.train_hops):
+            overlap = sorted(h for h in self.test_hops if h <= max(self.train_hops))
+            raise ConfigError("test_hops", f"must all be above max(train-hops) = {max(self.train_hops)}; got {overlap}")
+        if (self.inferred_ratio is None) == (self.train_per_hop is None):
+            raise ConfigError("train_per_hop", "set exactly one of inferred-ratio or train-per-hop")
+        if self.inferred_ratio is not None and self.inferred_ratio < 0:
+            raise ConfigError("inferred_ratio", f"expected >= 0, got {self.inferred_ratio}")
+        for name in ("train_per_hop", "valid_per_hop", "test_per_hop", "systematic_per_hop"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ConfigError(name, f"expected a non-negative count, got {v}")
+
+    @property
+    def n_triples(self) -> int:
+        return self.num_entities * self.out_degree
+
+    def train_counts(self) -> dict[int, int]:
+        """Train compositions per training hop."""
+        hops = list(self.train_hops)
+        if self.train_per_hop is not None:
+            return {h: self.train_per_hop for h in hops}
+        n_id = self.n_triples - int(round(self.ood_fraction * self.n_triples))
+        total = int(round(self.inferred_ratio * n_id))
+        base, extra = divmod(total, len(hops))
+        return {h: base + (i < extra) for i, h in enumerate(hops)}
+
+
+PRESETS = {
+    "grokked-composition": {
+        "description": "Wang et al. 2024 composition: 2000 entities, 200 relations, degree 20, 5% OOD, "
+                       "2-hop, phi=7.2 (273.6k inferred facts), 3000 ID / up to 3000 OOD test queries; "
+                       "test_depth adds 3-hop ID chains",
+        "config": {"structure": "random", "num_entities": 2000, "num_relations": 200, "out_degree": 20,
+                   "ood_fraction": 0.05, "train_hops": (2,), "test_hops": (3,), "inferred_ratio": 7.2,
+                   "train_per_hop": None, "valid_per_hop": 3000, "test_per_hop": 3000,
+                   "systematic_per_hop": 3000, "seed": 0},
+    },
+    "ltg-depth": {
+        "description": "Loop-Think-Generalize depth extrapolation: 200 entities, 10 permutation relations, "
+                       "train hops 2-20 (15,000 each), test_depth hops 21-40 (750 each), no OOD",
+        "config": {"structure": "permutation", "num_entities": 200, "num_relations": 10, "out_degree": 10,
+                   "ood_fraction": 0.0, "train_hops": tuple(range(2, 21)), "test_hops": tuple(range(21, 41)),
+                   "inferred_ratio": None, "train_per_hop": 15000, "valid_per_hop": 750,
+                   "test_per_hop": 750, "systematic_per_hop": 0, "seed": 0},
+    },
+    "khop-small": {
+        "description": "CPU-sized depth + systematic benchmark: 64 entities, 8 permutation relations, "
+                       "10% OOD, train hops 2-4, test_depth hops 5-6",
+        "config": {"structure": "permutation", "num_entities": 64, "num_relations": 8, "out_degree": 8,
+                   "ood_fraction": 0.1, "train_hops": (2, 3, 4), "test_hops": (5, 6),
+                   "inferred_ratio": None, "train_per_hop": 3000, "valid_per_hop": 200,
+                   "test_per_hop": 300, "systematic_per_hop": 300, "seed": 0},
+    },
+}
+CONFIG = KhopConfig
+
+
+# --- knowledge graph ---------------------------------------------------------------------------
+@dataclass
+class Graph:
+    """Tail table ``tails[e, r]`` (-1 where e lacks r) and the OOD mask over the same table."""
+
+    tails: np.ndarray
+    is_ood: np.ndarray
+
+    def triples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        h, r = np.nonzero(self.tails >= 0)
+        return h.astype(np.int32), r.astype(np.int32), self.tails[h, r], self.is_ood[h, r]
+
+
+def build_graph(cfg: KhopConfig) -> Graph:
+    """Random or permutation graph plus an OOD mask chosen by triple."""
+    rng = seeding.rng(cfg.seed, NAME, "graph")
+    E, R, d = cfg.num_entities, cfg.num_relations, cfg.out_degree
+    tails = np.full((E, R), -1, dtype=np.int32)
+    if cfg.structure == "permutation":
+        tails[:] = np.argsort(rng.random((R, E)), axis=1).T.astype(np.int32)
+    else:
+        rels = np.argsort(rng.random((E, R)), axis=1)[:, :d]
+        rows = np.repeat(np.arange(E), d)
+        tails[rows, rels.reshape(-1)] = rng.integers(0, E, size=E * d, dtype=np.int32)
+    is_ood = np.zeros((E, R), dtype=bool)
+    h, r = np.nonzero(tails >= 0)
+    n_ood = int(round(cfg.ood_fraction * len(h)))
+    pick = rng.choice(len(h), size=n_ood, replace=False)
+    is_ood[h[pick], r[pick]] = True
+    return Graph(tails, is_ood)
+
+
+@dataclass
+class Subgraph:
+    """CSR view of the ID or OOD edges: edges of entity e are ``indptr[e]:indptr[e+1]``."""
+
+    indptr: np.ndarray
+    rel: np.ndarray
+    dst: np.ndarray
+
+    @classmethod
+    def of(cls, g: Graph, ood: bool) -> Subgraph:
+        mask = (g.tails >= 0) & (g.is_ood == ood)
+        src, rel = np.nonzero(mask)  # row-major: sorted by src, then relation
+        indptr = np.zeros(g.tails.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(src, minlength=g.tails.shape[0]), out=indptr[1:])
+        return cls(indptr, rel.astype(np.int32), g.tails[src, rel])
+
+    @property
+    def src(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
+
+    def path_counts(self, k: int) -> list[np.ndarray]:
+        """``counts[m][e]`` = number of m-edge walks from e (float64; counts[0] = 1)."""
+        counts = [np.ones(len(self.indptr) - 1)]
+        src = self.src
+        for _ in range(k):
+            counts.append(np.bincount(src, weights=counts[-1][self.dst], minlength=len(self.indptr) - 1))
+        return counts
+
+    def n_chains(self, k: int) -> float:
+        return float(self.path_counts(k)[k].sum())
+
+
+def enumerate_chains(sg: Subgraph, k: int) -> np.ndarray:
+    """All k-edge chains as rows ``[e_0, r_1, e_1, ..., r_k, e_k]`` (vectorised frontier expansion)."""
+    paths = np.stack([sg.src, sg.rel, sg.dst], axis=1).astype(np.int32)
+    for _ in range(k - 1):
+        last = paths[:, -1]
+        deg = sg.indptr[last + 1] - sg.indptr[last]
+        rep = np.repeat(np.arange(len(paths)), deg)
+        first = np.repeat(sg.indptr[last], deg)
+        within = np.arange(len(rep)) - np.repeat(np.cumsum(deg) - deg, deg)
+        e = first + within
+        paths = np.concatenate([paths[rep], sg.rel[e, None], sg.dst[e, None]], axis=1)
+    return paths
+
+
+def sample_chains(sg: Subgraph, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` distinct k-edge chains drawn uniformly (rows ``[e_0, r_1, e_1, ..., r_k, e_k]``)."""
+    if n == 0:
+        return np.zeros((0, 2 * k + 1), dtype=np.int32)
+    counts = sg.path_counts(k)
+    total = counts[k].sum()
+    if total < n:  # callers check populations first; this is a guard
+        raise ValueError(f"asked {n} chains of {k} hops, only {int(total)} exist")
+    if total <= ENUMERATE_LIMIT and total <= 8 * n:
+        every = enumerate_chains(sg, k)
+        return every[rng.choice(len(every), size=n, replace=False)]
+    src = sg.src
+    out = np.zeros((0, 2 * k + 1), dtype=np.int32)
+    start_cdf = np.cumsum(counts[k] / total)
+    while len(out) < n:
+        m = int((n - len(out)) * 1.2) + 64
+        cur = np.minimum(np.searchsorted(start_cdf, rng.random(m), side="right"), len(start_cdf) - 1)
+        cols = [cur]
+        for remaining in range(k, 0, -1):
+            # Edge weight = walks that continue from its tail; normalised per source row, so the
+            # global cumulative sum rises by exactly 1 per non-empty row (precise for any k).
+            w = counts[remaining - 1][sg.dst]
+            rowtot = counts[remaining][src]
+            p = np.divide(w, rowtot, out=np.zeros_like(w), where=rowtot > 0)
+            cdf = np.cumsum(p)
+            before = np.concatenate([[0.0], cdf])[sg.indptr[cur]]
+            e = np.searchsorted(cdf, before + rng.random(m), side="right")
+            e = np.clip(e, sg.indptr[cur], sg.indptr[cur + 1] - 1)
+            cols += [sg.rel[e], sg.dst[e]]
+            cur = sg.dst[e]
+        batch = np.stack(cols, axis=1).astype(np.int32)
+        out = unique_rows(np.concatenate([out, batch]))
+    return out[:n]
+
+
+def unique_rows(a: np.ndarray) -> np.ndarray:
+    """Drop repeated query rows keeping first occurrences in order (dedup on packed row bytes)."""
+    a = np.ascontiguousarray(a)
+    key = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
+    _, first = np.unique(key, return_index=True)
+    return a[np.sort(first)]
+
+
+# --- rows ----------------------------------------------------------------------------------------
+def make_vocab(cfg: KhopConfig) -> Vocab:
+    ents = [f"<e_{i}>" for i in range(cfg.num_entities)]
+    rels = [f"<r_{j}>" for j in range(cfg.num_relations)]
+    return Vocab(list(SPECIALS) + ents + rels, joiner="")
+
+
+def chains_table(chains: np.ndarray, g: Graph, vocab: Vocab, cfg: KhopConfig, split: str) -> pa.Table:
+    """Rows of one split for chains of one length (ids are filled in later)."""
+    n, width = chains.shape
+    k = (width - 1) // 2
+    ent0, rel0 = len(SPECIALS), len(SPECIALS) + cfg.num_entities
+    nodes, rels = chains[:, 0::2], chains[:, 1::2]
+    inputs = np.concatenate([nodes[:, :1] + ent0, rels + rel0], axis=1)
+    target = nodes[:, -1:] + ent0
+    n_ood = g.is_ood[nodes[:, :-1], rels].sum(axis=1).astype(np.int32) if k else np.zeros(n, np.int32)
+    return pa.table({
+        "id": pa.nulls(n, pa.string()),
+        "split": pa.array(np.full(n, split, dtype=object), pa.string()),
+        "depth": pa.array(np.full(n, k, dtype=np.int32)),
+        "input_ids": list_array_from_matrix(inputs),
+        "target_ids": list_array_from_matrix(target),
+        "prompt": vocab.render(inputs),
+        "answer": vocab.render(target),
+        "bridges": list_array_from_matrix(nodes[:, 1:-1]),
+        "n_ood_hops": pa.array(n_ood),
+    })
+
+
+def with_ids(t: pa.Table, split: str, start: int = 0) -> pa.Table:
+    return t.set_column(0, pa.field("id", pa.string(), nullable=False), make_ids(NAME, split, start, t.num_rows)).cast(SCHEMA)
+
+
+def check_populations(cfg: KhopConfig, g: Graph) -> tuple[Subgraph, Subgraph]:
+    """Fail before sampling when more unique queries are asked than the ID graph holds."""
+    sid, sood = Subgraph.of(g, ood=False), Subgraph.of(g, ood=True)
+    counts = cfg.train_counts()
+    for h in cfg.train_hops:
+        need = counts[h] + cfg.valid_per_hop + cfg.test_per_hop
+        have = sid.n_chains(h)
+        if need > have:
+            raise ConfigError("train_per_hop" if cfg.train_per_hop is not None else "inferred_ratio",
+                              f"asked {need:,} unique {h}-hop ID queries (train {counts[h]:,} + valid "
+                              f"{cfg.valid_per_hop:,} + test {cfg.test_per_hop:,}) but the graph has only {int(have):,}")
+    for h in cfg.test_hops:
+        have = sid.n_chains(h)
+        if cfg.test_per_hop > have:
+            raise ConfigError("test_per_hop", f"asked {cfg.test_per_hop:,} unique {h}-hop ID queries for "
+                                              f"test_depth but the graph has only {int(have):,}")
+    return sid, sood
+
+
+def build_splits(cfg: KhopConfig, g: Graph, vocab: Vocab, tick: Callable[[str], None]) -> Iterator[tuple[str, pa.Table]]:
+    """Yield (split, table) for every non-empty split, ids assigned, train shuffled."""
+    sid, sood = check_populations(cfg, g)
+    counts = cfg.train_counts()
+    h, r, t, _ = g.triples()
+    atomics = np.stack([h, r, t], axis=1)
+    train_parts = [chains_table(atomics, g, vocab, cfg, "train")]
+    valid, test_id, systematic, depth = [], [], [], []
+    for k in cfg.train_hops:
+        tick(f"{k}-hop ID")
+        chains = sample_chains(sid, k, counts[k] + cfg.valid_per_hop + cfg.test_per_hop,
+                               seeding.rng(cfg.seed, NAME, "id", k))
+        a, b = counts[k], counts[k] + cfg.valid_per_hop
+        train_parts.append(chains_table(chains[:a], g, vocab, cfg, "train"))
+        valid.append(chains_table(chains[a:b], g, vocab, cfg, "valid"))
+        test_id.append(chains_table(chains[b:], g, vocab, cfg, "test_id"))
+        n_sys = int(min(cfg.systematic_per_hop, sood.n_chains(k)))
+        if n_sys:
+            tick(f"{k}-hop OOD")
+            chains = sample_chains(sood, k, n_sys, seeding.rng(cfg.seed, NAME, "ood", k))
+            systematic.append(chains_table(chains, g, vocab, cfg, "test_systematic"))
+    for k in cfg.test_hops:
+        tick(f"{k}-hop depth")
+        chains = sample_chains(sid, k, cfg.test_per_hop, seeding.rng(cfg.seed, NAME, "depth", k))
+        depth.append(chains_table(chains, g, vocab, cfg, "test_depth"))
+    train = pa.concat_tables(train_parts)
+    train = train.take(seeding.rng(cfg.seed, NAME, "train", "shuffle").permutation(train.num_rows))
+    for split, parts in (("train", [train]), ("valid", valid), ("test_id", test_id),
+                         ("test_systematic", systematic), ("test_depth", depth)):
+        table = pa.concat_tables(parts) if parts else None
+        if table is not None and table.num_rows:
+            yield split, with_ids(table, split)
+
+
+def kg_table(g: Graph) -> pa.Table:
+    h, r, t, ood = g.triples()
+    return pa.table([h, r, t, ood], schema=KG_SCHEMA)
+
+
+def generate(cfg: KhopConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
+    """Generate a k-hop dataset into ``out`` (atomic write; refuses to overwrite unless asked)."""
+    from tqdm.auto import tqdm
+
+    from benchgen.dataset import DatasetWriter, check_target
+
+    cfg.validate()
+    check_target(out, overwrite)
+    steps = 2 + 2 * len(cfg.train_hops) + len(cfg.test_hops) + 5
+    with tqdm(total=steps, desc="khop", unit="step", disable=not progress) as bar:
+        def tick(label: str) -> None:
+            bar.set_postfix_str(label)
+            bar.update(1)
+
+        g = build_graph(cfg)
+        vocab = make_vocab(cfg)
+        tick("graph")
+        check_populations(cfg, g)
+        writer = DatasetWriter(out, task=NAME, config=to_dict(cfg), seed=cfg.seed, vocab=vocab,
+                               schema=SCHEMA, overwrite=overwrite, description=__doc__ or "")
+        with writer:
+            writer.write_extra("kg.parquet", kg_table(g))
+            for split, table in build_splits(cfg, g, vocab, tick):
+                writer.write_split(split, [table])
+                tick(f"wrote {split}")
+        bar.update(bar.total - bar.n)
+    return Path(out)
+
+
+def audit(dataset) -> list[str]:
+    """Independent re-derivation of every split guarantee (see tasks/khop_audit.py)."""
+    from tasks.khop_audit import audit_khop
+
+    return audit_khop(dataset)
