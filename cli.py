@@ -196,5 +196,175 @@ def audit_cmd(dataset_dir: str) -> None:
     click.echo("audit passed: every split guarantee holds")
 
 
+# --- evaluate / report / predict-oracle (evaluators) ----------------------------------------------
+def _split_list(values: tuple[str, ...]) -> list[str] | None:
+    """``--splits a,b --splits c`` -> ["a", "b", "c"] (None when not given)."""
+    names = [s for v in values for s in v.replace(" ", "").split(",") if s]
+    return names or None
+
+
+def _metadata(pairs: tuple[str, ...]) -> dict:
+    meta = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or not key:
+            _fail(f"--model-meta {p!r}: expected KEY=VALUE")
+        meta[key] = value
+    return meta
+
+
+def _print_results(results, outdir) -> None:
+    from evaluators.report import summary_lines
+
+    for line in summary_lines(results):
+        click.echo(line)
+    click.echo(f"wrote {outdir}/results.json, report.md and plots/")
+
+
+@main.command("evaluate")
+@click.argument("dataset_dir")
+@click.option("--predictions", "predictions", default=None, metavar="FILE",
+              help="predictions file (.parquet, .jsonl or .csv): id, prediction, optional loops, margin, entropy, kl_prev")
+@click.option("--model-name", default=None, help="model name recorded in results.json [default: file stem]")
+@click.option("--model-meta", multiple=True, metavar="KEY=VALUE", help="model metadata to record (repeatable)")
+@click.option("--splits", multiple=True, metavar="A,B", help="splits to score [default: every split with predictions]")
+@click.option("--allow-missing", is_flag=True, help="score what is predicted; report coverage instead of failing")
+@click.option("--casefold", is_flag=True, help="compare answers case-insensitively")
+@click.option("--no-strip", is_flag=True, help="do not strip surrounding whitespace before comparing")
+@click.option("--tau", type=float, default=0.9, show_default=True, help="accuracy threshold (horizon, loops needed)")
+@click.option("--delta", type=float, default=0.05, show_default=True, help="overthinking onset tolerance")
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples")
+@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
+@click.option("--halt-kl", type=float, default=0.01, show_default=True, help="halting rule: KL(p_t||p_t-1) below this")
+@click.option("--halt-entropy", type=float, default=3.0, show_default=True, help="halting rule: entropy below this")
+@click.option("--primary-loops", type=int, default=None, help="loops for per-split/depth metrics [default: largest]")
+@click.option("--out", required=True, help="output directory (results.json, report.md, plots/)")
+@click.option("--overwrite", is_flag=True, help="replace an existing --out directory")
+@click.option("--html", is_flag=True, help="also write a self-contained report.html")
+@click.option("--no-plots", is_flag=True, help="skip the PNG plots")
+def evaluate_cmd(dataset_dir, predictions, model_name, model_meta, splits, allow_missing, casefold, no_strip,
+                 tau, delta, bootstrap, seed, halt_kl, halt_entropy, primary_loops, out, overwrite, html,
+                 no_plots) -> None:
+    """Score predictions per split, depth and loops; write results.json, report.md and plots.
+
+    \b
+    Examples:
+      benchgen predict-oracle data/khop --noise 0.1 --loops 1-8 --out preds.parquet
+      benchgen evaluate data/khop --predictions preds.parquet --model-name oracle --out eval/oracle
+    """
+    from evaluators import MetricSettings, Normalization, evaluate, write_outputs
+
+    if predictions is None:
+        _fail("evaluate: nothing to score: give --predictions FILE")
+    settings = MetricSettings(tau=tau, delta=delta, bootstrap=bootstrap, seed=seed, halt_kl=halt_kl,
+                              halt_entropy=halt_entropy, primary_loops=primary_loops)
+    results = evaluate(dataset_dir, predictions, splits=_split_list(splits), allow_missing=allow_missing,
+                       normalization=Normalization(strip=not no_strip, casefold=casefold), settings=settings,
+                       model_name=model_name, model_metadata=_metadata(model_meta))
+    write_outputs(results, out, html=html, plots=not no_plots, overwrite=overwrite)
+    _print_results(results, out)
+
+
+@main.command("report")
+@click.argument("results_json")
+@click.option("--out", default=None, help="directory for report.md / plots [default: beside RESULTS_JSON]")
+@click.option("--html", is_flag=True, help="also write a self-contained report.html")
+@click.option("--no-plots", is_flag=True, help="skip the PNG plots")
+def report_cmd(results_json, out, html, no_plots) -> None:
+    """Re-render report.md, plots (and report.html) from a results.json.
+
+    \b
+    Example:
+      benchgen report eval/oracle/results.json --html
+    """
+    from evaluators import rerender
+
+    for path in rerender(results_json, out, html=html, plots=not no_plots):
+        click.echo(f"wrote {path}")
+
+
+@main.command("predict-oracle")
+@click.argument("dataset_dir")
+@click.option("--out", required=True, metavar="FILE", help="predictions file; format by extension (.parquet/.jsonl/.csv)")
+@click.option("--noise", type=float, default=0.0, show_default=True, help="fraction of rows given a wrong answer")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed for choosing the corrupted rows")
+@click.option("--loops", default=None, metavar="INTS", help="emit a loops sweep, e.g. 1-8 (one row per example and loops)")
+@click.option("--splits", multiple=True, metavar="A,B", help="splits to predict [default: all but train]")
+@click.option("--token-ids", is_flag=True, help="predict target token ids instead of answer text")
+@click.option("--overwrite", is_flag=True, help="replace an existing --out file")
+def predict_oracle_cmd(dataset_dir, out, noise, seed, loops, splits, token_ids, overwrite) -> None:
+    """Write correct (or, with --noise, partly corrupted) predictions for a dataset.
+
+    \b
+    Examples:
+      benchgen predict-oracle data/khop --out oracle.parquet
+      benchgen predict-oracle data/khop --noise 0.2 --loops 1-8 --out noisy.jsonl
+    """
+    from pathlib import Path
+
+    from benchgen.config import parse_int_set
+    from evaluators import oracle_predictions, write_predictions
+
+    if Path(out).exists() and not overwrite:
+        _fail(f"--out {out}: already exists (pass --overwrite to replace it)")
+    table = oracle_predictions(dataset_dir, splits=_split_list(splits), noise=noise, seed=seed,
+                               loops=list(parse_int_set(loops, "loops")) if loops else None, token_ids=token_ids)
+    write_predictions(table, out)
+    click.echo(f"wrote {table.num_rows} predictions to {out}")
+
+
+# --- train (reference looped transformers) --------------------------------------------------------
+def _train_presets() -> list[str]:
+    from reference_models.config import PRESETS
+
+    return list(PRESETS)
+
+
+@main.command("train")
+@click.option("--data", "data", required=True, help="benchgen dataset directory to train on")
+@click.option("--preset", default=None, help="named model+train setting (see --list-presets)")
+@click.option("--config", "config_file", default=None, help='JSON file {"model": {...}, "train": {...}}')
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="override one field, e.g. --set model.loops=8 --set train.lr=3e-4 (repeatable)")
+@click.option("--out", required=True, help="run directory (checkpoint, metrics.jsonl, curves.png)")
+@click.option("--steps", type=int, default=None, help="optimizer steps (overrides the preset; extends a --resume)")
+@click.option("--seed", type=int, default=None, help="seed for init, batches and loop sampling")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (0: torch default)")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@click.option("--overwrite", is_flag=True, help="replace an existing run directory")
+@click.option("--progress/--no-progress", default=True, help="show a progress bar")
+@click.option("--list-presets", is_flag=True, is_eager=True, expose_value=False,
+              callback=lambda ctx, _p, v: (click.echo("\n".join(
+                  f"{k}: {s['description']}" for k, s in __import__(
+                      "reference_models.config", fromlist=["PRESETS"]).PRESETS.items())), ctx.exit()) if v else None,
+              help="list training presets and exit")
+def train_cmd(data, preset, config_file, overrides, out, steps, seed, device, threads, resume, overwrite, progress):
+    """Train a reference looped transformer (torchrun for multi-GPU / multi-process DDP).
+
+    \b
+    Examples:
+      benchgen train --data data/khop-small --preset cpu-khop-looped --out runs/looped
+      benchgen train --data data/khop-small --preset cpu-khop-vanilla --out runs/vanilla --set train.steps=500
+      benchgen train --data data/khop-small --out runs/looped --resume --steps 6000
+      torchrun --nproc_per_node 2 -m cli train --data DIR --preset ltg-depth --out runs/ltg
+    """
+    from reference_models.config import resolve
+    from reference_models.train import train
+
+    extra = [f"train.{k}={v}" for k, v in (("seed", seed), ("device", device), ("threads", threads))
+             if v is not None]
+    model_cfg = train_cfg = None
+    if not resume:
+        if preset is None and config_file is None:
+            _fail("train: give --preset NAME or --config FILE (or --resume)")
+        model_cfg, train_cfg = resolve(preset, config_file, [*overrides, *extra])
+    elif preset or config_file or overrides or extra:
+        _fail("--resume continues with the run's saved config: drop --preset/--config/--set/--seed/--device/--threads")
+    run = train(data, out, model_cfg, train_cfg, resume=resume, overwrite=overwrite, steps=steps,
+                progress=progress, preset=preset)
+    click.echo(f"run saved to {run}")
+
+
 if __name__ == "__main__":
     main()

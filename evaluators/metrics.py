@@ -1,0 +1,391 @@
+"""Metrics derived from cells (per split, depth curve, depth extrapolation, overthinking) and from
+per-row outcomes (margins, halting, oracle best loop).
+
+Definitions (DESIGN.md "Evaluation"):
+
+- depth horizon: largest depth d such that accuracy >= tau at every depth up to d, on the
+  extrapolation curve (test_id and test_depth pooled by depth);
+- mean extrapolation accuracy: mean over test_depth depths of the per-depth accuracy;
+- gap: test_id accuracy minus mean extrapolation accuracy;
+- overthinking, per (split, depth) over the loops sweep: T* = argmax accuracy (smallest on
+  ties), peak, final (accuracy at the largest T), drop = peak - final, onset = first T > T*
+  with accuracy < peak - delta, loops_needed = smallest T with accuracy >= tau;
+- halting: per example stop at the first T (ascending) with kl_prev < epsilon and
+  entropy < h, else at its largest T;
+- oracle best loop: an example counts as correct if it is correct at any loop count.
+
+Intervals: Wilson 95% per cell; derived numbers get a stratified bootstrap. Resampling the
+n per-example outcomes of a cell with replacement gives a Binomial(n, correct/n) count, so
+the bootstrap draws those counts directly (same distribution, no per-example arrays).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from benchgen.errors import BenchgenError
+from evaluators.scoring import Scored, _present_values, wilson
+
+EPS = 1e-9  # tolerance on threshold comparisons (accuracies are ratios of integers)
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """Thresholds and bootstrap settings; recorded in results.json."""
+
+    tau: float = 0.9               # accuracy threshold for depth horizon and loops-needed
+    delta: float = 0.05            # overthinking onset tolerance below the peak
+    bootstrap: int = 1000          # bootstrap resamples for derived numbers
+    seed: int = 0                  # bootstrap seed
+    halt_kl: float = 0.01          # halting rule: KL(p_t || p_{t-1}) < halt_kl ...
+    halt_entropy: float = 3.0      # ... and entropy < halt_entropy (Loop-Think-Generalize)
+    primary_loops: int | None = None  # loops used for per-split / depth metrics (None: largest)
+    id_split: str = "test_id"
+    depth_split: str = "test_depth"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tau <= 1.0:
+            raise BenchgenError(f"tau: must be in [0, 1], got {self.tau}")
+        if not 0.0 <= self.delta <= 1.0:
+            raise BenchgenError(f"delta: must be in [0, 1], got {self.delta}")
+        if self.bootstrap < 0:
+            raise BenchgenError(f"bootstrap: must be >= 0, got {self.bootstrap}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _num(x) -> float | None:
+    """Plain float for JSON (NaN -> None)."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if np.isnan(x) else x
+
+
+def _interval(value, samples: np.ndarray) -> dict:
+    samples = samples[~np.isnan(samples)] if samples.size else samples
+    if samples.size == 0 or value is None:
+        return {"value": _num(value), "ci_low": None, "ci_high": None}
+    lo, hi = np.percentile(samples, [2.5, 97.5])
+    return {"value": _num(value), "ci_low": _num(lo), "ci_high": _num(hi)}
+
+
+def has_loops(cells: pd.DataFrame) -> bool:
+    return bool(cells["loops"].notna().any())
+
+
+def loops_values(cells: pd.DataFrame) -> list[int]:
+    return sorted(int(x) for x in cells["loops"].dropna().unique())
+
+
+def primary_loops(cells: pd.DataFrame, settings: MetricSettings) -> int | None:
+    """The loop count per-split and depth metrics are reported at (None: model without loops)."""
+    if not has_loops(cells):
+        return None
+    values = loops_values(cells)
+    if settings.primary_loops is None:
+        return values[-1]
+    if settings.primary_loops not in values:
+        raise BenchgenError(f"primary_loops: {settings.primary_loops} is not among the predicted loop "
+                            f"counts {values}")
+    return int(settings.primary_loops)
+
+
+def at_loops(cells: pd.DataFrame, loops: int | None) -> pd.DataFrame:
+    return cells if loops is None else cells[cells["loops"] == loops]
+
+
+def _acc_entry(n: int, c: int) -> dict:
+    lo, hi = wilson(np.array([c]), np.array([n]))
+    return {"n": int(n), "correct": int(c), "accuracy": _num(c / n) if n else None,
+            "ci_low": _num(lo[0]), "ci_high": _num(hi[0])}
+
+
+def per_split(cells: pd.DataFrame, settings: MetricSettings) -> dict:
+    """Per split: accuracy at the primary loops (Wilson CI); with a sweep, accuracy per loops."""
+    T = primary_loops(cells, settings)
+    out = {}
+    for split in dict.fromkeys(cells["split"]):
+        sc = cells[cells["split"] == split]
+        sel = at_loops(sc, T)
+        entry = {"loops": T, **_acc_entry(int(sel["n"].sum()), int(sel["correct"].sum()))}
+        if T is not None:
+            g = sc.groupby("loops", sort=True)[["n", "correct"]].sum()
+            acc = g["correct"] / g["n"]
+            entry["by_loops"] = [{"loops": int(t), "accuracy": _num(a)} for t, a in acc.items()]
+            best = acc.idxmax()
+            entry["best_loops"], entry["best_accuracy"] = int(best), _num(acc[best])
+        out[split] = entry
+    return out
+
+
+def depth_curve(cells: pd.DataFrame, settings: MetricSettings) -> dict:
+    """Per split: accuracy by depth at the primary loops."""
+    T = primary_loops(cells, settings)
+    sel = at_loops(cells, T)
+    out = {}
+    for split in dict.fromkeys(cells["split"]):
+        sc = sel[sel["split"] == split].sort_values("depth")
+        out[split] = [{"depth": int(r.depth), "n": int(r.n), "correct": int(r.correct),
+                       "accuracy": _num(r.accuracy), "ci_low": _num(r.ci_low), "ci_high": _num(r.ci_high)}
+                      for r in sc.itertuples()]
+    return out
+
+
+def _horizon_index(acc: np.ndarray, tau: float) -> np.ndarray:
+    """Index of the last depth before the first one below tau (-1: the first depth fails)."""
+    ok = acc >= tau - EPS
+    return np.where(ok.all(axis=-1), acc.shape[-1], np.argmin(ok, axis=-1)) - 1
+
+
+def depth_extrapolation(cells: pd.DataFrame, settings: MetricSettings) -> dict:
+    """Mean extrapolation accuracy, depth horizon at tau and ID-minus-extrapolation gap."""
+    T = primary_loops(cells, settings)
+    id_s, ext_s = settings.id_split, settings.depth_split
+    base = {"tau": settings.tau, "loops": T, "id_split": id_s, "extrapolation_split": ext_s,
+            "bootstrap": {"resamples": settings.bootstrap, "seed": settings.seed,
+                          "method": "stratified by (split, depth) cell"}}
+    splits = set(cells["split"])
+    if ext_s not in splits:
+        return {"available": False, "reason": f"split '{ext_s}' was not scored", **base}
+    summary = _extrapolation_summary(at_loops(cells, T), settings, bootstrap=settings.bootstrap)
+    out = {"available": True, **base, **summary}
+    if T is not None and len(loops_values(cells)) > 1:
+        out["by_loops"] = []
+        for t in loops_values(cells):
+            s = _extrapolation_summary(at_loops(cells, t), settings, bootstrap=0)
+            out["by_loops"].append({"loops": t, **{k: s[k]["value"] for k in
+                                    ("mean_extrapolation_accuracy", "depth_horizon", "id_accuracy", "gap")}})
+    return out
+
+
+def _extrapolation_summary(sel: pd.DataFrame, settings: MetricSettings, bootstrap: int) -> dict:
+    id_s, ext_s = settings.id_split, settings.depth_split
+    sel = sel[sel["split"].isin([id_s, ext_s])]
+    n = sel["n"].to_numpy(np.int64)
+    c = sel["correct"].to_numpy(np.int64)
+    is_ext = (sel["split"] == ext_s).to_numpy()
+    is_id = ~is_ext
+    depth = sel["depth"].to_numpy(np.int64)
+    curve_depths, curve_code = np.unique(depth, return_inverse=True)
+    ext_depths, ext_code = np.unique(depth[is_ext], return_inverse=True)
+    rng = np.random.default_rng(settings.seed)
+    draws = [c[None, :].astype(np.float64)]  # row 0: the observed counts
+    if bootstrap:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = np.where(n > 0, c / np.maximum(n, 1), 0.0)
+        draws.append(rng.binomial(n[None, :], p[None, :], size=(bootstrap, len(n))).astype(np.float64))
+    C = np.concatenate(draws)  # (1 + B, cells)
+
+    M_curve = np.zeros((len(n), len(curve_depths)))
+    M_curve[np.arange(len(n)), curve_code] = 1.0
+    M_ext = np.zeros((len(n), len(ext_depths)))
+    M_ext[np.flatnonzero(is_ext), ext_code] = 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        curve_acc = (C @ M_curve) / (n @ M_curve)
+        ext_acc = (C @ M_ext) / (n @ M_ext)
+        mean_ext = ext_acc.mean(axis=1)
+        id_n = n[is_id].sum()
+        id_acc = C[:, is_id].sum(axis=1) / id_n if id_n else np.full(len(C), np.nan)
+        gap = id_acc - mean_ext
+    h_idx = _horizon_index(curve_acc, settings.tau)
+    horizon = _horizon_out(h_idx, curve_depths)
+    curve_n = (n @ M_curve).astype(np.int64)
+    curve_c = (c @ M_curve).astype(np.int64)
+    lo, hi = wilson(curve_c, curve_n)
+    ext_set = set(ext_depths.tolist())
+    curve = [{"depth": int(d), "n": int(nn), "correct": int(cc), "accuracy": _num(cc / nn),
+              "ci_low": _num(a), "ci_high": _num(b), "extrapolated": int(d) in ext_set}
+             for d, nn, cc, a, b in zip(curve_depths, curve_n, curve_c, lo, hi)]
+    return {
+        "id_depths": sorted(set(depth[is_id].tolist())),
+        "extrapolated_depths": ext_depths.tolist(),
+        "curve": curve,
+        "mean_extrapolation_accuracy": _interval(mean_ext[0], mean_ext[1:]),
+        "depth_horizon": horizon,
+        "id_accuracy": _interval(id_acc[0] if id_n else None, id_acc[1:]),
+        "gap": _interval(gap[0] if id_n else None, gap[1:]),
+    }
+
+
+def _horizon_out(h_idx: np.ndarray, depths: np.ndarray) -> dict:
+    def depth_of(i) -> int | None:
+        return None if i < 0 else int(depths[int(i)])
+
+    out = {"value": depth_of(h_idx[0]), "ci_low": None, "ci_high": None}
+    if len(h_idx) > 1:
+        lo, hi = np.quantile(h_idx[1:], [0.025, 0.975], method="inverted_cdf")
+        out["ci_low"], out["ci_high"] = depth_of(lo), depth_of(hi)
+    return out
+
+
+def overthinking(cells: pd.DataFrame, settings: MetricSettings) -> dict:
+    """Per (split, depth) over the loops sweep: T*, peak, final, drop, onset, loops-needed."""
+    base = {"delta": settings.delta, "tau": settings.tau}
+    values = loops_values(cells)
+    if len(values) < 2:
+        return {"available": False, "reason": "needs predictions at two or more loop counts", **base}
+    out = {"available": True, "loops": values, **base, "per_split": {}}
+    for split in dict.fromkeys(cells["split"]):
+        sc = cells[cells["split"] == split]
+        grid = sc.pivot_table(index="depth", columns="loops", values="accuracy", aggfunc="first")
+        grid = grid.reindex(columns=values).sort_index()
+        A = grid.to_numpy(np.float64)  # (depths, loops), NaN where a cell is missing
+        depths = []
+        for d, row in zip(grid.index, A):
+            have = ~np.isnan(row)
+            if not have.any():
+                continue
+            ts = np.array(values)[have]
+            acc = row[have]
+            i_star = int(np.argmax(acc))
+            peak, final = acc[i_star], acc[-1]
+            later = np.flatnonzero(acc[i_star + 1:] < peak - settings.delta - EPS)
+            reach = np.flatnonzero(acc >= settings.tau - EPS)
+            depths.append({
+                "depth": int(d), "t_star": int(ts[i_star]), "peak": _num(peak), "final": _num(final),
+                "final_loops": int(ts[-1]), "drop": _num(peak - final),
+                "onset": int(ts[i_star + 1 + later[0]]) if len(later) else None,
+                "loops_needed": int(ts[reach[0]]) if len(reach) else None,
+                "accuracy_by_loops": [_num(a) for a in row],
+            })
+        drops = np.array([e["drop"] for e in depths], dtype=np.float64)
+        out["per_split"][split] = {
+            "depths": depths,
+            "mean_drop": _num(drops.mean()) if len(drops) else None,
+            "max_drop": _num(drops.max()) if len(drops) else None,
+            "depths_with_onset": [e["depth"] for e in depths if e["onset"] is not None],
+        }
+    return out
+
+
+# -- metrics that need per-row outcomes ---------------------------------------------------------
+
+def _example_groups(scored: Scored) -> tuple[np.ndarray, np.ndarray, int]:
+    """Dense (split, depth) group code per scored example, the depth values and the depth count."""
+    depth_values, depth_code = _present_values(scored.example_depth)
+    return scored.example_split.astype(np.int64) * len(depth_values) + depth_code, depth_values, len(depth_values)
+
+
+def _summarise_examples(scored: Scored, covered: np.ndarray, correct: np.ndarray,
+                        loops: np.ndarray | None = None) -> dict:
+    """Per split (and per depth): n, accuracy (Wilson CI) and mean loops over covered examples."""
+    group, depth_values, n_d = _example_groups(scored)
+    size = len(scored.splits) * n_d
+    g = group[covered]
+    n = np.bincount(g, minlength=size)
+    c = np.bincount(g, weights=correct[covered], minlength=size)
+    lsum = np.bincount(g, weights=loops[covered], minlength=size) if loops is not None else None
+    out = {}
+    for k, split in enumerate(scored.splits):
+        sl = slice(k * n_d, (k + 1) * n_d)
+        nn, cc = int(n[sl].sum()), int(round(c[sl].sum()))
+        entry = _acc_entry(nn, cc)
+        if lsum is not None:
+            entry["mean_loops"] = _num(lsum[sl].sum() / nn) if nn else None
+        rows = []
+        for j in np.flatnonzero(n[sl]):
+            r = {"depth": int(depth_values[j]), "n": int(n[sl][j]), "accuracy": _num(c[sl][j] / n[sl][j])}
+            if lsum is not None:
+                r["mean_loops"] = _num(lsum[sl][j] / n[sl][j])
+            rows.append(r)
+        entry["by_depth"] = rows
+        out[split] = entry
+    return out
+
+
+def oracle_best_loop(scored: Scored) -> dict:
+    """Upper bound for adaptive halting: an example is correct if correct at any loop count."""
+    if scored.row_loops is None or len(scored.loops_values) < 2:
+        return {"available": False, "reason": "needs predictions at two or more loop counts"}
+    n_ex = scored.n_examples
+    covered = np.bincount(scored.row_example, minlength=n_ex) > 0
+    any_correct = np.bincount(scored.row_example, weights=scored.correct, minlength=n_ex) > 0
+    return {"available": True, "per_split": _summarise_examples(scored, covered, any_correct)}
+
+
+def halting(scored: Scored, settings: MetricSettings) -> dict:
+    """Accuracy and mean loops when each example stops at the first T with low KL and entropy."""
+    base = {"epsilon": settings.halt_kl, "entropy_threshold": settings.halt_entropy,
+            "rule": "stop at the first loops T (ascending) with kl_prev < epsilon and entropy < "
+                    "entropy_threshold, else at the largest T"}
+    if scored.row_loops is None or len(scored.loops_values) < 2:
+        return {"available": False, "reason": "needs predictions at two or more loop counts", **base}
+    missing = [c for c in ("kl_prev", "entropy") if c not in scored.extras]
+    if missing:
+        return {"available": False, "reason": f"needs column(s) {', '.join(missing)}", **base}
+    ex, loops = scored.row_example, scored.row_loops.astype(np.int64)
+    n_ex = scored.n_examples
+    with np.errstate(invalid="ignore"):
+        stop_here = (scored.extras["kl_prev"] < settings.halt_kl) & (scored.extras["entropy"] < settings.halt_entropy)
+    big = np.iinfo(np.int64).max
+    first_stop = np.full(n_ex, big, dtype=np.int64)
+    np.minimum.at(first_stop, ex, np.where(stop_here, loops, big))
+    last = np.full(n_ex, -1, dtype=np.int64)
+    np.maximum.at(last, ex, loops)
+    covered = last >= 0
+    stop = np.where(first_stop == big, last, first_stop)
+    at_stop = loops == stop[ex]
+    halted_correct = np.zeros(n_ex, dtype=bool)
+    halted_correct[ex[at_stop]] = scored.correct[at_stop]
+    halted_early = covered & (first_stop != big)
+    out = {"available": True, **base,
+           "per_split": _summarise_examples(scored, covered, halted_correct, stop.astype(np.float64))}
+    for k, split in enumerate(scored.splits):
+        sel = covered & (scored.example_split == k)
+        out["per_split"][split]["halted_early"] = _num(halted_early[sel].mean()) if sel.any() else None
+    return out
+
+
+def margins(scored: Scored) -> dict:
+    """Mean logit margin (target minus best other) per (split, depth, loops)."""
+    if "margin" not in scored.extras:
+        return {"available": False, "reason": "needs column margin"}
+    m = scored.extras["margin"]
+    have = ~np.isnan(m)
+    group, depth_values, n_d = _example_groups(scored)
+    ex = scored.row_example[have]
+    if scored.row_loops is not None:
+        loop_values, loop_code = _present_values(scored.row_loops)
+        loop_code = loop_code[have]
+        loops_out = loop_values.tolist()
+    else:
+        loop_code, loops_out = np.zeros(int(have.sum()), np.int64), [None]
+    n_l = len(loops_out)
+    key = group[ex] * n_l + loop_code
+    size = len(scored.splits) * n_d * n_l
+    n = np.bincount(key, minlength=size).reshape(len(scored.splits), n_d, n_l)
+    s = np.bincount(key, weights=m[have], minlength=size).reshape(len(scored.splits), n_d, n_l)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s / n
+    out = {"available": True, "loops": loops_out, "per_split": {}}
+    for k, split in enumerate(scored.splits):
+        rows = []
+        for j in np.flatnonzero(n[k].sum(axis=1)):
+            curve = mean[k, j]
+            rows.append({"depth": int(depth_values[j]), "n": [int(x) for x in n[k, j]],
+                         "mean_margin": [_num(x) for x in curve],
+                         "peak_loops": (loops_out[int(np.nanargmax(curve))]
+                                        if not np.isnan(curve).all() else None)})
+        out["per_split"][split] = rows
+    return out
+
+
+def compute_metrics(cells: pd.DataFrame, scored: Scored | None, settings: MetricSettings) -> dict:
+    """All metrics: those derived from cells, and (given ``scored``) those needing per-row data."""
+    out = {
+        "primary_loops": primary_loops(cells, settings),
+        "per_split": per_split(cells, settings),
+        "depth_curve": depth_curve(cells, settings),
+        "depth_extrapolation": depth_extrapolation(cells, settings),
+        "overthinking": overthinking(cells, settings),
+    }
+    if scored is not None:
+        out["margins"] = margins(scored)
+        out["halting"] = halting(scored, settings)
+        out["oracle_best_loop"] = oracle_best_loop(scored)
+    return out

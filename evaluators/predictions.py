@@ -1,0 +1,212 @@
+"""Predictions contract: read a predictions file (parquet / JSONL / CSV) and validate its columns.
+
+A predictions table has one row per (example, loop count): ``id`` (string), ``prediction``
+(answer text, or token ids as list<int32>), optional ``loops`` (int32, test-time iterations),
+optional ``margin`` / ``entropy`` / ``kl_prev`` (float64). Validation turns every problem into
+one clear line naming the file and column; checks that need the dataset (unknown ids,
+duplicate (id, loops), missing ids) happen in :mod:`evaluators.scoring`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from benchgen.errors import BenchgenError
+from evaluators.protocol import PREDICTION_COLUMNS
+
+FLOAT_COLUMNS = ("margin", "entropy", "kl_prev")
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl",
+           ".ndjson": "jsonl", ".csv": "csv"}
+
+
+def file_format(path: str | Path) -> str:
+    """The predictions format implied by a file name (clear error for unknown extensions)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise BenchgenError(f"predictions file {path}: unknown extension {suffix!r} "
+                            f"(expected one of {', '.join(sorted(FORMATS))})")
+    return FORMATS[suffix]
+
+
+def read_predictions(path: str | Path) -> pa.Table:
+    """Read a predictions file into a validated arrow table (see :func:`validate_predictions`)."""
+    path = Path(path)
+    fmt = file_format(path)
+    if not path.is_file():
+        raise BenchgenError(f"predictions file {path}: does not exist")
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        elif fmt == "jsonl":
+            import pyarrow.json as pj
+
+            table = pj.read_json(path)
+        else:
+            import pyarrow.csv as pcsv
+
+            # id and prediction are always text in CSV (answers such as "1304" must stay strings).
+            types = {"id": pa.string(), "prediction": pa.string()}
+            table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+                column_types=types, strings_can_be_null=False))
+    except (pa.ArrowInvalid, OSError, ValueError) as e:
+        raise BenchgenError(f"predictions file {path}: cannot be read as {fmt} ({e})") from None
+    return validate_predictions(table, source=str(path))
+
+
+def load_predictions(source) -> pa.Table:
+    """Predictions from a path, an arrow table, a pandas DataFrame or a dict of columns."""
+    if isinstance(source, (str, os.PathLike)):
+        return read_predictions(source)
+    if isinstance(source, pa.Table):
+        return validate_predictions(source)
+    if isinstance(source, pa.RecordBatch):
+        return validate_predictions(pa.Table.from_batches([source]))
+    if isinstance(source, dict):
+        return validate_predictions(pa.table(source))
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if pd is not None and isinstance(source, pd.DataFrame):
+        return validate_predictions(pa.Table.from_pandas(source, preserve_index=False))
+    raise BenchgenError(f"predictions: expected a file path, arrow table, pandas DataFrame or dict, "
+                        f"got {type(source).__name__}")
+
+
+def _column(table: pa.Table, name: str) -> pa.Array:
+    col = table.column(name)
+    return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+
+
+def validate_predictions(table: pa.Table, source: str = "predictions") -> pa.Table:
+    """Check and normalise column types; return a table with only the contract's columns.
+
+    ``id`` -> string (dictionary-encoded ids are kept as dictionaries: they join faster),
+    ``prediction`` -> string or list<int32>, ``loops`` -> int32 (dropped when all null),
+    ``margin``/``entropy``/``kl_prev`` -> float64 (nulls allowed).
+    """
+    where = f"{source}:"
+    for required in ("id", "prediction"):
+        if required not in table.column_names:
+            raise BenchgenError(f"{where} missing required column '{required}' "
+                                f"(has: {', '.join(table.column_names) or 'no columns'})")
+    if table.num_rows == 0:
+        raise BenchgenError(f"{where} has no rows")
+    dupes = {c for c in table.column_names if table.column_names.count(c) > 1}
+    if dupes:
+        raise BenchgenError(f"{where} column(s) {', '.join(sorted(dupes))} appear more than once")
+    out: dict[str, pa.Array] = {}
+
+    ids = _column(table, "id")
+    if pa.types.is_dictionary(ids.type) and _is_text(ids.type.value_type):
+        ids = ids.cast(pa.dictionary(ids.type.index_type, pa.string()))
+    elif _is_text(ids.type):
+        ids = ids.cast(pa.string())
+    else:
+        raise BenchgenError(f"{where} column 'id': expected string, got {ids.type}")
+    if ids.null_count:
+        raise BenchgenError(f"{where} column 'id': {ids.null_count} null value(s)")
+    out["id"] = ids
+
+    pred = _column(table, "prediction")
+    if pa.types.is_dictionary(pred.type):
+        pred = pred.dictionary_decode()
+    if _is_text(pred.type):
+        pred = pred.cast(pa.string())
+    elif (pa.types.is_list(pred.type) or pa.types.is_large_list(pred.type)) and (
+            pa.types.is_integer(pred.type.value_type) or pa.types.is_null(pred.type.value_type)):
+        try:
+            pred = pred.cast(pa.list_(pa.int32()))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            raise BenchgenError(f"{where} column 'prediction': token ids do not fit int32 ({e})") from None
+        if pc.any(pc.is_null(pred.flatten())).as_py():
+            raise BenchgenError(f"{where} column 'prediction': token id lists contain nulls")
+    else:
+        raise BenchgenError(f"{where} column 'prediction': expected string (answer text) or a list "
+                            f"of integers (token ids), got {pred.type}")
+    if pred.null_count:
+        raise BenchgenError(f"{where} column 'prediction': {pred.null_count} null value(s) "
+                            f"(write an empty answer instead)")
+    out["prediction"] = pred
+
+    if "loops" in table.column_names:
+        loops = _column(table, "loops")
+        if loops.null_count == len(loops):
+            pass  # an all-null loops column means a model without loops
+        elif loops.null_count:
+            raise BenchgenError(f"{where} column 'loops': {loops.null_count} of {len(loops)} rows are null; "
+                                f"give loops for every row or for none")
+        else:
+            out["loops"] = _int_loops(loops, where)
+
+    for name in FLOAT_COLUMNS:
+        if name not in table.column_names:
+            continue
+        col = _column(table, name)
+        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_null(col.type)):
+            raise BenchgenError(f"{where} column '{name}': expected a number, got {col.type}")
+        out[name] = col.cast(pa.float64())
+    ordered = [c for c in PREDICTION_COLUMNS if c in out]
+    return pa.table({c: out[c] for c in ordered})
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _int_loops(loops: pa.Array, where: str) -> pa.Array:
+    if pa.types.is_integer(loops.type):
+        values = loops.to_numpy(zero_copy_only=False)
+    elif pa.types.is_floating(loops.type):
+        values = loops.to_numpy(zero_copy_only=False)
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise BenchgenError(f"{where} column 'loops': expected whole numbers, got non-integer values")
+    else:
+        raise BenchgenError(f"{where} column 'loops': expected an integer, got {loops.type}")
+    if values.min() < 0 or values.max() > np.iinfo(np.int32).max:
+        raise BenchgenError(f"{where} column 'loops': values must be between 0 and 2^31-1 "
+                            f"(got {values.min()}..{values.max()})")
+    return pa.array(values.astype(np.int32, copy=False), pa.int32())
+
+
+def write_predictions(table: pa.Table, path: str | Path) -> Path:
+    """Write a predictions table atomically; format from the extension (.parquet/.jsonl/.csv)."""
+    path = Path(path)
+    fmt = file_format(path)
+    if fmt == "csv" and "prediction" in table.column_names and pa.types.is_list(
+            table.schema.field("prediction").type):
+        raise BenchgenError(f"{path}: token-id predictions cannot be written as CSV (use .parquet or .jsonl)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp, compression="zstd")
+        elif fmt == "csv":
+            import pyarrow.csv as pcsv
+
+            pcsv.write_csv(table, tmp)
+        else:
+            _write_jsonl(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_jsonl(table: pa.Table, path: str) -> None:
+    """JSON Lines via pandas (vectorised ``to_json``), one object per row."""
+    text = table.to_pandas().to_json(orient="records", lines=True, force_ascii=False)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text if text.endswith("\n") or not text else text + "\n")

@@ -1,0 +1,343 @@
+"""Scoring: join predictions to the dataset by id, normalise, compare, and count cells.
+
+Everything is vectorised over whole columns: the id join is an arrow hash lookup (with exact
+fast paths for ids that come in runs or in a repeated block, as a loops sweep usually does),
+answers are compared as codes into the set of normalised answers, and cells
+``(split, depth, loops)`` are one ``np.bincount`` over a dense key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from benchgen.dataset import Dataset, load
+from benchgen.errors import BenchgenError, DatasetError
+from evaluators.predictions import FLOAT_COLUMNS, load_predictions
+
+Z95 = 1.959963984540054
+MAX_DENSE_KEYS = 40_000_000  # (example, loops) presence table size before falling back to a sort
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How answer text is normalised before exact match (applied to prediction and answer alike)."""
+
+    strip: bool = True        # remove leading/trailing whitespace
+    casefold: bool = False    # compare case-insensitively (Unicode lower-casing)
+
+    def to_json(self, token_ids: bool = False) -> dict:
+        d = asdict(self)
+        d["compared"] = "token ids (exact, no normalisation)" if token_ids else "answer text"
+        return d
+
+    @property
+    def trivial(self) -> bool:
+        return not (self.strip or self.casefold)
+
+    def apply(self, text: pa.Array) -> pa.Array:
+        if self.strip:
+            text = pc.utf8_trim_whitespace(text)
+        if self.casefold:
+            text = pc.utf8_lower(text)
+        return text
+
+
+@dataclass
+class Scored:
+    """Per-prediction-row outcome arrays for the scored splits (the input to cells and metrics)."""
+
+    splits: list[str]                 # scored split names, in dataset order
+    example_split: np.ndarray         # int8 split code per scored example
+    example_depth: np.ndarray         # int32 depth per scored example
+    row_example: np.ndarray           # int64 scored-example index per prediction row
+    row_loops: np.ndarray | None      # int32 loops per row (None: model without loops)
+    correct: np.ndarray               # bool per row
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # margin/entropy/kl_prev (NaN = null)
+    coverage: dict = field(default_factory=dict)
+    token_ids: bool = False
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.example_split)
+
+    @property
+    def loops_values(self) -> list[int]:
+        return [] if self.row_loops is None else _present_values(self.row_loops)[0].tolist()
+
+
+def _present_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of a small-range int array and each row's dense code (O(n))."""
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo > 10_000_000:
+        uniq, codes = np.unique(values, return_inverse=True)
+        return uniq, codes.astype(np.int32)
+    present = np.bincount(values - lo, minlength=hi - lo + 1) > 0
+    lookup = np.cumsum(present, dtype=np.int32) - 1
+    return np.flatnonzero(present) + lo, lookup[values - lo]
+
+
+def _index(values: pa.Array, value_set: pa.Array) -> np.ndarray:
+    """Position of each value in ``value_set`` (-1 when absent) as int64."""
+    return pc.fill_null(pc.index_in(values, value_set=value_set), -1).to_numpy().astype(np.int64)
+
+
+def join_ids(ids: pa.Array, value_set: pa.Array) -> np.ndarray:
+    """Row index into ``value_set`` for every id (-1 = unknown), hashing as few strings as possible.
+
+    Exact fast paths: dictionary-encoded ids probe only the dictionary; ids in runs of equal
+    consecutive values (example-major sweeps) probe one id per run; a block of ids repeated end
+    to end (loop-major sweeps) probes one block. Each path is verified by string equality.
+    """
+    if pa.types.is_dictionary(ids.type):
+        return _index(ids.dictionary, value_set)[ids.indices.to_numpy(zero_copy_only=False)]
+    n = len(ids)
+    if n > 1:
+        same_next = pc.equal(ids.slice(1), ids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(np.concatenate([[True], ~same_next]))
+        if len(starts) * 2 <= n:
+            codes = _index(ids.take(pa.array(starts)), value_set)
+            return np.repeat(codes, np.diff(np.append(starts, n)))
+        again = np.flatnonzero(pc.equal(ids, ids[0]).to_numpy(zero_copy_only=False))
+        if len(again) > 1:
+            k = int(again[1])
+            if k * 2 <= n and pc.all(pc.equal(ids.slice(k), ids.slice(0, n - k))).as_py():
+                return np.resize(_index(ids.slice(0, k), value_set), n)
+    return _index(ids, value_set)
+
+
+def _examples(ids: np.ndarray, where: str, limit: int = 3) -> str:
+    return ", ".join(repr(str(x)) for x in ids[:limit])
+
+
+def resolve_dataset(dataset) -> Dataset:
+    return dataset if isinstance(dataset, Dataset) else load(dataset)
+
+
+def score(dataset, predictions, *, splits: list[str] | None = None, allow_missing: bool = False,
+          normalization: Normalization | None = None) -> Scored:
+    """Join predictions to the dataset and decide correctness of every prediction row.
+
+    ``splits`` defaults to every split with at least one prediction; predictions for ids in
+    other splits are ignored (and counted in ``coverage``). Unknown ids, duplicate (id, loops)
+    pairs, non-integer loops and — unless ``allow_missing`` — scored examples without a
+    prediction (or missing some loop count of the sweep) raise BenchgenError.
+    """
+    ds = resolve_dataset(dataset)
+    norm = normalization or Normalization()
+    preds = load_predictions(predictions)
+    if splits is not None:
+        splits = list(dict.fromkeys(splits))
+        for s in splits:
+            if s not in ds.splits:
+                raise DatasetError(f"split '{s}': not in dataset {ds.path} (has: {', '.join(ds.splits)})")
+        if not splits:
+            raise BenchgenError("splits: empty list (give at least one split to score)")
+
+    # 1. every dataset id, split by split (unknown ids vs ids in splits we do not score)
+    id_tables = [ds.table(s, columns=["id"]).column("id") for s in ds.splits]
+    sizes = np.array([len(c) for c in id_tables], dtype=np.int64)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    all_ids = pa.chunked_array([c for t in id_tables for c in t.chunks], pa.string()).combine_chunks()
+    gidx = join_ids(preds.column("id").combine_chunks(), all_ids)
+    unknown = gidx < 0
+    if unknown.any():
+        bad = preds.column("id").combine_chunks().filter(pa.array(unknown)).cast(pa.string())
+        raise BenchgenError(f"predictions: {int(unknown.sum())} row(s) have ids that are not in dataset "
+                            f"{ds.path} (e.g. {_examples(bad.to_numpy(zero_copy_only=False), '')})")
+    row_split_all = (np.searchsorted(bounds, gidx, side="right") - 1).astype(np.int64)
+    if splits is None:
+        hit = np.bincount(row_split_all, minlength=len(ds.splits)) > 0
+        splits = [s for s, h in zip(ds.splits, hit) if h]
+    codes = [ds.splits.index(s) for s in splits]
+
+    # 2. map dataset row -> scored example index; drop rows of unscored splits
+    to_scored = np.full(int(bounds[-1]), -1, dtype=np.int64)
+    offset = 0
+    for c in codes:
+        to_scored[bounds[c]:bounds[c + 1]] = np.arange(offset, offset + sizes[c])
+        offset += int(sizes[c])
+    row_example = to_scored[gidx]
+    keep = row_example >= 0
+    n_ignored = int((~keep).sum())
+    all_kept = n_ignored == 0
+    if not all_kept:
+        row_example = row_example[keep]
+        preds = preds.filter(pa.array(keep))
+    n_ex = offset
+    example_split = np.repeat(np.arange(len(splits), dtype=np.int8), sizes[codes])
+    scored_ids = pa.concat_arrays([all_ids.slice(int(bounds[c]), int(sizes[c])) for c in codes])
+
+    token_ids = pa.types.is_list(preds.schema.field("prediction").type)
+    needed = ["depth", "target_ids"] if token_ids else ["depth", "answer"]
+    ex_tables = [ds.table(s, columns=needed) for s in splits]
+    ex_table = pa.concat_tables(ex_tables)
+    example_depth = ex_table.column("depth").to_numpy().astype(np.int32)
+
+    # 3. loops, duplicates and completeness of the (example, loops) grid
+    row_loops = preds.column("loops").to_numpy() if "loops" in preds.column_names else None
+    if row_loops is not None and len(row_loops):
+        loop_values, loop_code = _present_values(row_loops)
+    else:
+        loop_values, loop_code = np.zeros(1, np.int32), np.zeros(len(row_example), np.int32)
+    n_loops = len(loop_values)
+    per_example, dup_key = _grid_counts(row_example, loop_code, n_ex, n_loops)
+    if dup_key is not None:
+        ex, lc = divmod(int(dup_key), n_loops)
+        at = f" at loops={int(loop_values[lc])}" if row_loops is not None else ""
+        raise BenchgenError(f"predictions: duplicate (id, loops) pair: id {str(scored_ids[ex])!r}{at} "
+                            f"appears more than once")
+    coverage = {"scored_splits": list(splits), "allow_missing": bool(allow_missing),
+                "ignored_predictions": n_ignored, "rows": int(len(row_example)),
+                "loops": loop_values.tolist() if row_loops is not None else None, "splits": {}}
+    complete = True
+    for k, s in enumerate(splits):
+        sel = example_split == k
+        counts = per_example[sel]
+        n = int(sel.sum())
+        predicted = int((counts > 0).sum())
+        incomplete = int(((counts > 0) & (counts < n_loops)).sum())
+        coverage["splits"][s] = {"examples": n, "predicted": predicted, "missing": n - predicted,
+                                 "coverage": predicted / n if n else None,
+                                 "incomplete_sweeps": incomplete}
+        complete &= incomplete == 0
+        if allow_missing:
+            continue
+        if predicted < n:
+            miss = scored_ids.filter(pa.array(sel & (per_example == 0)))
+            raise BenchgenError(f"predictions: {n - predicted} of {n} examples in split '{s}' have no "
+                                f"prediction (e.g. {_examples(miss.to_numpy(zero_copy_only=False), s)}); "
+                                f"pass --allow-missing to score only the predicted ones")
+        if incomplete:
+            miss = scored_ids.filter(pa.array(sel & (per_example > 0) & (per_example < n_loops)))
+            raise BenchgenError(f"predictions: {incomplete} example(s) in split '{s}' lack some loop count "
+                                f"of the sweep {loop_values.tolist()} (e.g. "
+                                f"{_examples(miss.to_numpy(zero_copy_only=False), s)}); "
+                                f"pass --allow-missing to score what is there")
+    coverage["complete_grid"] = bool(complete)
+
+    # 4. correctness
+    if token_ids:
+        correct = _compare_token_ids(preds.column("prediction").combine_chunks(),
+                                     ex_table.column("target_ids").combine_chunks(), row_example)
+    else:
+        correct = _compare_text(preds.column("prediction").combine_chunks(),
+                                ex_table.column("answer").combine_chunks(), row_example, norm)
+    extras = {}
+    for name in FLOAT_COLUMNS:
+        if name in preds.column_names:
+            extras[name] = pc.fill_null(preds.column(name), np.nan).to_numpy().astype(np.float64)
+    coverage["normalization"] = norm.to_json(token_ids)
+    return Scored(splits=list(splits), example_split=example_split, example_depth=example_depth,
+                  row_example=row_example, row_loops=row_loops, correct=correct, extras=extras,
+                  coverage=coverage, token_ids=token_ids)
+
+
+def _grid_counts(row_example: np.ndarray, loop_code: np.ndarray, n_ex: int,
+                 n_loops: int) -> tuple[np.ndarray, int | None]:
+    """Predictions per example, and the first duplicated (example, loops) key if any."""
+    if n_ex * n_loops <= MAX_DENSE_KEYS:
+        key = row_example * n_loops + loop_code
+        counts = np.bincount(key, minlength=n_ex * n_loops)
+        dup = np.flatnonzero(counts > 1)
+        per_example = counts.reshape(n_ex, n_loops).astype(bool).sum(axis=1) if n_loops > 1 else counts
+        return per_example, (int(dup[0]) if len(dup) else None)
+    key = row_example * n_loops + loop_code
+    uniq, counts = np.unique(key, return_counts=True)
+    dup = uniq[counts > 1]
+    return np.bincount(uniq // n_loops, minlength=n_ex), (int(dup[0]) if len(dup) else None)
+
+
+def _compare_text(pred: pa.Array, answer: pa.Array, row_example: np.ndarray,
+                  norm: Normalization) -> np.ndarray:
+    """Exact match after normalisation, as codes into the set of normalised answers.
+
+    A raw prediction equal to some normalised answer is unchanged by normalising (the
+    normalisation is idempotent), so only predictions matching no answer are normalised.
+    """
+    enc = pc.dictionary_encode(norm.apply(answer))
+    values = enc.dictionary
+    answer_code = enc.indices.to_numpy().astype(np.int64)
+    pred_code = _index(pred, values)
+    if not norm.trivial:
+        miss = np.flatnonzero(pred_code < 0)
+        if len(miss):
+            pred_code[miss] = _index(norm.apply(pred.take(pa.array(miss))), values)
+    return pred_code == answer_code[row_example]
+
+
+def _compare_token_ids(pred: pa.Array, target: pa.Array, row_example: np.ndarray) -> np.ndarray:
+    """Row-wise equality of list<int32> predictions with each example's target_ids."""
+    p_off = pred.offsets.to_numpy().astype(np.int64)
+    t_off = target.offsets.to_numpy().astype(np.int64)
+    p_len = np.diff(p_off)
+    t_start = t_off[:-1][row_example]
+    t_len = np.diff(t_off)[row_example]
+    same_len = p_len == t_len
+    p_vals = pred.values.to_numpy()[p_off[0]:p_off[-1]] if len(pred.values) else np.zeros(0, np.int32)
+    t_vals = target.values.to_numpy()
+    p_start = p_off[:-1] - p_off[0]
+    rows = np.flatnonzero(same_len & (p_len > 0))
+    lens = p_len[rows]
+    total = int(lens.sum())
+    if total == 0:
+        return same_len
+    row_of = np.repeat(rows, lens)
+    within = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+    mismatch = p_vals[p_start[row_of] + within] != t_vals[t_start[row_of] + within]
+    bad = np.bincount(row_of[mismatch], minlength=len(p_len)) > 0
+    return same_len & ~bad
+
+
+def wilson(correct: np.ndarray, n: np.ndarray, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for binomial proportions (vectorised; n = 0 gives NaN)."""
+    correct = np.asarray(correct, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = correct / n
+        denom = 1 + z * z / n
+        center = (p + z * z / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0)
+
+
+CELL_COLUMNS = ["split", "depth", "loops", "n", "correct", "accuracy", "ci_low", "ci_high"]
+
+
+def cells(scored: Scored) -> pd.DataFrame:
+    """Counts per (split, depth, loops): n, correct, accuracy, Wilson 95% interval.
+
+    ``loops`` is a nullable integer column (all null for models without loops).
+    """
+    ex = scored.row_example
+    depth_values, depth_code = _present_values(scored.example_depth)
+    n_s, n_d = len(scored.splits), len(depth_values)
+    if scored.row_loops is not None and len(scored.row_loops):
+        loop_values, loop_code = _present_values(scored.row_loops)
+    else:
+        loop_values, loop_code = None, np.zeros(len(ex), np.int64)
+    n_l = 1 if loop_values is None else len(loop_values)
+    key = (scored.example_split.astype(np.int64)[ex] * n_d + depth_code[ex]) * n_l + loop_code
+    size = n_s * n_d * n_l
+    n = np.bincount(key, minlength=size)
+    c = np.bincount(key, weights=scored.correct, minlength=size).round().astype(np.int64)
+    keys = np.flatnonzero(n)
+    s_code, rest = np.divmod(keys, n_d * n_l)
+    d_code, l_code = np.divmod(rest, n_l)
+    lo, hi = wilson(c[keys], n[keys])
+    loops = (pd.array(loop_values[l_code], dtype="Int64") if loop_values is not None
+             else pd.array([None] * len(keys), dtype="Int64"))
+    return pd.DataFrame({
+        "split": np.array(scored.splits, dtype=object)[s_code],
+        "depth": depth_values[d_code].astype(np.int64),
+        "loops": loops,
+        "n": n[keys].astype(np.int64),
+        "correct": c[keys],
+        "accuracy": c[keys] / n[keys],
+        "ci_low": lo,
+        "ci_high": hi,
+    }, columns=CELL_COLUMNS)
