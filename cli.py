@@ -225,6 +225,21 @@ def _print_results(results, outdir) -> None:
 @click.argument("dataset_dir")
 @click.option("--predictions", "predictions", default=None, metavar="FILE",
               help="predictions file (.parquet, .jsonl or .csv): id, prediction, optional loops, margin, entropy, kl_prev")
+@click.option("--model", "model_spec", default=None, metavar="SPEC",
+              help="run a model: hf:LOCAL_DIR, torchscript:FILE.pt, python:MODULE:FN (or FILE.py:FN), "
+                   "reference:RUN_DIR; its predictions are written to OUT/predictions.parquet")
+@click.option("--lm-eval-samples", "lm_eval_samples", multiple=True, metavar="DIR_OR_FILE",
+              help="score lm-eval --log_samples output (samples_*.jsonl files or a directory; repeatable)")
+@click.option("--loops", "model_loops", default=None, metavar="INTS",
+              help="with --model: loop counts to run, e.g. 1-16 (models with a loop count)")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="with --model: examples per batch")
+@click.option("--limit", type=int, default=None, help="with --model: only the first N examples of each split")
+@click.option("--loop-kwarg", default=None, metavar="NAME",
+              help="with --model hf:/torchscript:: pass the loop count to the model as NAME=T (e.g. num_steps)")
+@click.option("--device", default=None, metavar="cpu|cuda", help="with --model: device to run on [default: cpu]")
+@click.option("--trust-remote-code", is_flag=True,
+              help="with --model hf:: allow model code shipped in the local checkpoint directory")
+@click.option("--progress/--no-progress", default=True, help="with --model: show a progress bar")
 @click.option("--model-name", default=None, help="model name recorded in results.json [default: file stem]")
 @click.option("--model-meta", multiple=True, metavar="KEY=VALUE", help="model metadata to record (repeatable)")
 @click.option("--splits", multiple=True, metavar="A,B", help="splits to score [default: every split with predictions]")
@@ -242,8 +257,9 @@ def _print_results(results, outdir) -> None:
 @click.option("--overwrite", is_flag=True, help="replace an existing --out directory")
 @click.option("--html", is_flag=True, help="also write a self-contained report.html")
 @click.option("--no-plots", is_flag=True, help="skip the PNG plots")
-def evaluate_cmd(dataset_dir, predictions, model_name, model_meta, splits, allow_missing, casefold, no_strip,
-                 tau, delta, bootstrap, seed, halt_kl, halt_entropy, primary_loops, out, overwrite, html,
+def evaluate_cmd(dataset_dir, predictions, model_spec, lm_eval_samples, model_loops, batch_size, limit, loop_kwarg,
+                 device, trust_remote_code, progress, model_name, model_meta, splits, allow_missing, casefold,
+                 no_strip, tau, delta, bootstrap, seed, halt_kl, halt_entropy, primary_loops, out, overwrite, html,
                  no_plots) -> None:
     """Score predictions per split, depth and loops; write results.json, report.md and plots.
 
@@ -251,17 +267,46 @@ def evaluate_cmd(dataset_dir, predictions, model_name, model_meta, splits, allow
     Examples:
       benchgen predict-oracle data/khop --noise 0.1 --loops 1-8 --out preds.parquet
       benchgen evaluate data/khop --predictions preds.parquet --model-name oracle --out eval/oracle
+      benchgen evaluate data/khop --model hf:./ckpt --batch-size 64 --out eval/ckpt
+      benchgen evaluate data/khop --model hf:./huginn --loop-kwarg num_steps --loops 1-16 --out eval/h
+      benchgen evaluate data/khop --lm-eval-samples lm-out/ --out eval/lm
     """
-    from evaluators import MetricSettings, Normalization, evaluate, write_outputs
+    from pathlib import Path
 
-    if predictions is None:
-        _fail("evaluate: nothing to score: give --predictions FILE")
+    from evaluators import MetricSettings, Normalization, evaluate, write_outputs, write_predictions
+
+    sources = sum(x is not None and x != () for x in (predictions, model_spec, lm_eval_samples or None))
+    if sources != 1:
+        _fail("evaluate: give exactly one of --predictions FILE, --model SPEC or --lm-eval-samples DIR")
+    if model_spec is None and (model_loops or limit or loop_kwarg or device or trust_remote_code):
+        _fail("evaluate: --loops, --limit, --loop-kwarg, --device and --trust-remote-code need --model SPEC")
     settings = MetricSettings(tau=tau, delta=delta, bootstrap=bootstrap, seed=seed, halt_kl=halt_kl,
                               halt_entropy=halt_entropy, primary_loops=primary_loops)
-    results = evaluate(dataset_dir, predictions, splits=_split_list(splits), allow_missing=allow_missing,
-                       normalization=Normalization(strip=not no_strip, casefold=casefold), settings=settings,
-                       model_name=model_name, model_metadata=_metadata(model_meta))
+    norm = Normalization(strip=not no_strip, casefold=casefold)
+    if predictions is not None:
+        results = evaluate(dataset_dir, predictions, splits=_split_list(splits), allow_missing=allow_missing,
+                           normalization=norm, settings=settings, model_name=model_name,
+                           model_metadata=_metadata(model_meta))
+        write_outputs(results, out, html=html, plots=not no_plots, overwrite=overwrite)
+        _print_results(results, out)
+        return
+    from benchgen.config import parse_int_set
+    from benchgen.dataset import check_target
+    from evaluators.run_model import predict_for_evaluation
+
+    check_target(out, overwrite)  # fail before running a model
+    ds, preds, scored, meta = predict_for_evaluation(
+        dataset_dir, model=model_spec, lm_eval_samples=lm_eval_samples, splits=_split_list(splits),
+        loops=list(parse_int_set(model_loops, "loops")) if model_loops else None, batch_size=batch_size,
+        limit=limit, progress=progress, device=device, loop_kwarg=loop_kwarg,
+        trust_remote_code=trust_remote_code)
+    name = model_name or (model_spec if model_spec else "lm-eval")
+    results = evaluate(ds, preds, splits=scored, allow_missing=allow_missing or limit is not None,
+                       normalization=norm, settings=settings, model_name=name,
+                       model_metadata={**meta, **_metadata(model_meta)})
     write_outputs(results, out, html=html, plots=not no_plots, overwrite=overwrite)
+    write_predictions(preds, Path(out) / "predictions.parquet")
+    click.echo(f"wrote {Path(out) / 'predictions.parquet'} (re-score with --predictions)")
     _print_results(results, out)
 
 
@@ -364,6 +409,73 @@ def train_cmd(data, preset, config_file, overrides, out, steps, seed, device, th
     run = train(data, out, model_cfg, train_cfg, resume=resume, overwrite=overwrite, steps=steps,
                 progress=progress, preset=preset)
     click.echo(f"run saved to {run}")
+
+
+# --- export / leaderboard (external models, lm-eval) ------------------------------------------------
+@main.group("export")
+def export_group() -> None:
+    """Export a dataset to other evaluation tools.
+
+    \b
+    Example:
+      benchgen export lm-eval data/khop --out tasks/khop
+    """
+
+
+@export_group.command("lm-eval")
+@click.argument("dataset_dir")
+@click.option("--out", required=True, metavar="TASKDIR", help="directory for the lm-eval task YAMLs")
+@click.option("--name", default=None, help="task name suffix: tasks are benchgen_<name>_* [default: dataset dir name]")
+@click.option("--splits", multiple=True, metavar="A,B", help="splits to export [default: all but train]")
+@click.option("--max-gen-toks", type=int, default=None, help="generation budget [default: longest answer chars + 8]")
+@click.option("--overwrite", is_flag=True, help="replace an existing --out directory")
+def export_lm_eval_cmd(dataset_dir, out, name, splits, max_gen_toks, overwrite) -> None:
+    """Write lm-evaluation-harness tasks: one per split and depth, a group per split, one group overall.
+
+    Tasks read the parquet shards by absolute path (generate_until, exact match). Score the
+    logged samples per depth with `benchgen evaluate DIR --lm-eval-samples OUT`.
+
+    \b
+    Example:
+      benchgen export lm-eval data/khop --out tasks/khop
+      lm_eval --model hf --model_args pretrained=./ckpt --include_path tasks/khop \\
+          --tasks benchgen_khop --log_samples --output_path lm-out
+      benchgen evaluate data/khop --lm-eval-samples lm-out --out eval/lm
+    """
+    from benchgen.dataset import load
+    from evaluators.lm_eval import export_lm_eval
+
+    info = export_lm_eval(load(dataset_dir), out, name=name, splits=_split_list(splits),
+                          max_gen_toks=max_gen_toks, overwrite=overwrite)
+    click.echo(f"wrote {info['tasks']} task(s) in {len(info['split_groups'])} split group(s) to {info['path']}")
+    click.echo(f"run: lm_eval --include_path {info['path']} --tasks {info['group']} --log_samples --output_path OUT ...")
+
+
+@main.command("leaderboard")
+@click.argument("results", nargs=-1)
+@click.option("--out", "outs", multiple=True, required=True, metavar="FILE",
+              help="board file; format by extension: .md, .html (sortable table + depth plot) or .csv (repeatable)")
+@click.option("--baseline", "baselines", multiple=True, metavar="RESULTS_JSON",
+              help="results to show as baseline rows (e.g. reference models; repeatable)")
+@click.option("--sort", type=click.Choice(["mean", "id", "systematic", "depth", "horizon", "drop"]),
+              default="mean", show_default=True,
+              help="rank by: mean of ID/systematic/extrapolation accuracy, one of them, horizon, or smallest drop")
+def leaderboard_cmd(results, outs, baselines, sort) -> None:
+    """Rank models evaluated on one dataset (refuses results whose dataset fingerprints differ).
+
+    RESULTS are results.json files or the directories holding them.
+
+    \b
+    Example:
+      benchgen leaderboard eval/*/results.json --baseline ref/results.json --out board.html --out board.md
+    """
+    from evaluators.leaderboard import leaderboard
+
+    rows = leaderboard(list(results), list(outs), baselines=list(baselines), sort=sort)
+    for r in rows:
+        click.echo(f"{r.rank:>3}. {r.model}{' (baseline)' if r.baseline else ''}")
+    for o in outs:
+        click.echo(f"wrote {o}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,11 @@ TASKS: dict[str, str] = {
 }
 
 # Model adapters for ``--model SCHEME:ARG``: "module:factory", factory(arg, **options) -> adapter.
-ADAPTERS: dict[str, str] = {}
+ADAPTERS: dict[str, str] = {
+    "hf": "evaluators.adapters.hf:load",
+    "torchscript": "evaluators.adapters.torchscript:load",
+    "python": "evaluators.adapters.python_callable:load",
+}
 
 
 def task_names() -> list[str]:

@@ -1,0 +1,321 @@
+"""Leaderboard: many results.json on one dataset -> a ranked table (Markdown, HTML or CSV).
+
+Results computed on different datasets are refused (their fingerprints differ), so every row
+is comparable. Columns: ID, systematic and depth-extrapolation accuracy (95% intervals), depth
+horizon (bootstrap interval) and overthinking drop; the HTML page is one static file with a
+sortable table and every model's accuracy-by-depth curve on one embedded plot. Reference-model
+results (model spec ``reference:...``, ``model.baseline: true`` or passed as baselines) are
+marked as baseline rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchgen.errors import BenchgenError
+
+SORT_KEYS = ("mean", "id", "systematic", "depth", "horizon", "drop")
+FORMATS = (".md", ".html", ".csv")
+
+
+@dataclass
+class Row:
+    """One model's leaderboard entry (None where a metric was not available)."""
+
+    model: str
+    source: str
+    baseline: bool
+    loops: int | None
+    id: dict | None
+    systematic: dict | None
+    depth: dict | None
+    horizon: dict | None
+    drop: float | None
+    curve: list[dict] = field(default_factory=list)
+    id_depths: list[int] = field(default_factory=list)
+    rank: int = 0
+
+    @property
+    def mean(self) -> float | None:
+        vals = [m["value"] for m in (self.id, self.systematic, self.depth) if m and m["value"] is not None]
+        return float(np.mean(vals)) if vals else None
+
+    def key(self, sort: str) -> float | None:
+        if sort == "mean":
+            return self.mean
+        if sort == "drop":
+            return None if self.drop is None else -self.drop  # smaller drop is better
+        m = getattr(self, sort)
+        return None if m is None else m["value"]
+
+
+def _acc(entry: dict | None) -> dict | None:
+    if not entry or entry.get("accuracy") is None:
+        return None
+    return {"value": entry["accuracy"], "ci_low": entry.get("ci_low"), "ci_high": entry.get("ci_high")}
+
+
+def _row(results, source: str, baseline: bool) -> Row:
+    metrics = results.metrics
+    settings = results.settings or {}
+    per_split = metrics.get("per_split", {})
+    id_split = settings.get("id_split", "test_id")
+    ext = metrics.get("depth_extrapolation", {}) or {}
+    depth = horizon = None
+    curve, id_depths = [], []
+    if ext.get("available"):
+        m = ext.get("mean_extrapolation_accuracy") or {}
+        depth = m if m.get("value") is not None else None
+        h = ext.get("depth_horizon") or {}
+        horizon = h if "value" in h else None
+        curve = ext.get("curve") or []
+        id_depths = ext.get("id_depths") or []
+        id_split = ext.get("id_split", id_split)
+    over = metrics.get("overthinking", {}) or {}
+    drop = None
+    if over.get("available"):
+        drops = [d["drop"] for split, v in over.get("per_split", {}).items() if split != "train"
+                 for d in v.get("depths", []) if d.get("drop") is not None]
+        drop = float(np.mean(drops)) if drops else None
+    spec = str(results.model.get("spec", results.model.get("adapter", "")))
+    return Row(model=results.model_name, source=source,
+               baseline=baseline or bool(results.model.get("baseline")) or spec.startswith("reference:"),
+               loops=metrics.get("primary_loops"), id=_acc(per_split.get(id_split)),
+               systematic=_acc(per_split.get("test_systematic")), depth=depth, horizon=horizon, drop=drop,
+               curve=curve, id_depths=id_depths)
+
+
+def load_rows(paths: Sequence[str | Path], baselines: Sequence[str | Path] = ()) -> tuple[list[Row], dict]:
+    """Read results files (or dirs holding results.json); refuse mixed dataset fingerprints."""
+    from evaluators.results import Results
+
+    entries = [(p, False) for p in paths] + [(p, True) for p in baselines]
+    if not entries:
+        raise BenchgenError("leaderboard: no results files given")
+    loaded = [(str(p), Results.from_json(p), b) for p, b in entries]
+    by_fp: dict[str | None, list[str]] = {}
+    for src, r, _ in loaded:
+        by_fp.setdefault(r.fingerprint, []).append(src)
+    if None in by_fp:
+        raise BenchgenError(f"leaderboard: {', '.join(by_fp[None])}: results carry no dataset fingerprint")
+    if len(by_fp) > 1:
+        groups = "; ".join(f"{fp[:12]}: {', '.join(srcs)}" for fp, srcs in by_fp.items())
+        raise BenchgenError(f"leaderboard: results come from different datasets (fingerprints differ) — "
+                            f"{groups}. A leaderboard ranks models on one dataset only")
+    dataset = dict(loaded[0][1].dataset)
+    return [_row(r, src, b) for src, r, b in loaded], dataset
+
+
+def rank(rows: list[Row], sort: str = "mean") -> list[Row]:
+    """Best first by ``sort`` (missing values last, ties by model name); sets ``Row.rank``."""
+    if sort not in SORT_KEYS:
+        raise BenchgenError(f"--sort {sort!r}: expected one of {', '.join(SORT_KEYS)}")
+    ordered = sorted(rows, key=lambda r: (r.key(sort) is None, -(r.key(sort) or 0.0), r.model, r.source))
+    for i, r in enumerate(ordered, 1):
+        r.rank = i
+    return ordered
+
+
+# --- rendering --------------------------------------------------------------------------------
+def _pct(m: dict | None, ci: bool = True) -> str:
+    if not m or m.get("value") is None:
+        return "—"
+    s = f"{100 * m['value']:.1f}"
+    if ci and m.get("ci_low") is not None and m.get("ci_high") is not None:
+        s += f" [{100 * m['ci_low']:.1f}, {100 * m['ci_high']:.1f}]"
+    return s
+
+
+def _horizon(m: dict | None) -> str:
+    if not m or m.get("value") is None:
+        return "—" if not m else "none"
+    s = str(m["value"])
+    if m.get("ci_low") is not None or m.get("ci_high") is not None:
+        lo = "none" if m.get("ci_low") is None else m["ci_low"]
+        hi = "none" if m.get("ci_high") is None else m["ci_high"]
+        s += f" [{lo}, {hi}]"
+    return s
+
+
+def _drop(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+HEADERS = ["rank", "model", "loops", "ID acc % [95% CI]", "systematic acc % [95% CI]",
+           "depth-extrapolation acc % [95% CI]", "depth horizon [95% CI]", "overthinking drop (pts)"]
+
+
+def _cells(r: Row) -> list[str]:
+    name = r.model + (" (baseline)" if r.baseline else "")
+    return [str(r.rank), name, "—" if r.loops is None else str(r.loops), _pct(r.id), _pct(r.systematic),
+            _pct(r.depth), _horizon(r.horizon), _drop(r.drop)]
+
+
+def _intro(dataset: dict, sort: str, n: int) -> str:
+    return (f"Dataset: task `{dataset.get('task')}`, fingerprint `{str(dataset.get('fingerprint'))[:16]}`; "
+            f"{n} model(s), ranked by {sort}. Accuracies in percent with 95% intervals (Wilson for a split, "
+            "bootstrap for derived numbers); overthinking drop = mean over test depths of peak minus "
+            "final accuracy across the loops sweep (— when no sweep).")
+
+
+def render_markdown(rows: list[Row], dataset: dict, sort: str) -> str:
+    lines = ["# benchgen leaderboard", "", _intro(dataset, sort, len(rows)), "",
+             "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(rows: list[Row]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    cols = ["rank", "model", "baseline", "source", "loops"]
+    for m in ("id", "systematic", "depth_extrapolation", "depth_horizon"):
+        cols += [m, f"{m}_ci_low", f"{m}_ci_high"]
+    w.writerow(cols + ["overthinking_drop"])
+    for r in rows:
+        vals: list = [r.rank, r.model, int(r.baseline), r.source, "" if r.loops is None else r.loops]
+        for m in (r.id, r.systematic, r.depth, r.horizon):
+            vals += ["" if not m or m.get(k) is None else m[k] for k in ("value", "ci_low", "ci_high")]
+        w.writerow(vals + ["" if r.drop is None else r.drop])
+    return buf.getvalue()
+
+
+def depth_plot_png(rows: list[Row]) -> bytes | None:
+    """All models' accuracy-by-depth curves (95% bands) on one plot, as PNG bytes."""
+    if not any(r.curve for r in rows):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    id_max = None
+    for r in rows:
+        if not r.curve:
+            continue
+        d = np.array([c["depth"] for c in r.curve], dtype=float)
+        a = np.array([np.nan if c["accuracy"] is None else c["accuracy"] for c in r.curve], dtype=float)
+        lo = np.array([np.nan if c.get("ci_low") is None else c["ci_low"] for c in r.curve], dtype=float)
+        hi = np.array([np.nan if c.get("ci_high") is None else c["ci_high"] for c in r.curve], dtype=float)
+        line, = ax.plot(d, a, marker="o", ms=3, ls="--" if r.baseline else "-",
+                        label=r.model + (" (baseline)" if r.baseline else ""))
+        ax.fill_between(d, lo, hi, color=line.get_color(), alpha=0.12, lw=0)
+        if r.id_depths:
+            id_max = max(id_max or 0, max(r.id_depths))
+    if id_max is not None:
+        ax.axvline(id_max + 0.5, color="grey", lw=0.8, ls=":")
+        ax.text(id_max + 0.6, 1.02, "extrapolation →", fontsize=8, color="grey", va="bottom")
+    ax.set_xlabel("depth")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.08)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+_SORT_JS = """
+document.querySelectorAll('table.board th').forEach(function (th, col) {
+  th.addEventListener('click', function () {
+    var body = th.closest('table').tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    var asc = th.dataset.dir !== 'asc';
+    th.closest('tr').querySelectorAll('th').forEach(function (h) { delete h.dataset.dir; });
+    th.dataset.dir = asc ? 'asc' : 'desc';
+    rows.sort(function (a, b) {
+      var x = a.cells[col].dataset.sort, y = b.cells[col].dataset.sort;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (isNaN(nx) || isNaN(ny)) ? String(x).localeCompare(String(y)) : nx - ny;
+      if (x === '') c = 1; else if (y === '') c = -1; else if (!asc) c = -c;
+      return c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+
+def render_html(rows: list[Row], dataset: dict, sort: str) -> str:
+    def sort_val(v) -> str:
+        return "" if v is None else str(v)
+
+    body = []
+    for r in rows:
+        keys = [r.rank, r.model, r.loops, *(None if m is None else m.get("value")
+                                          for m in (r.id, r.systematic, r.depth, r.horizon)), r.drop]
+        tds = "".join(f'<td data-sort="{html.escape(sort_val(k))}">{html.escape(c)}</td>'
+                      for k, c in zip(keys, _cells(r)))
+        body.append(f'<tr class="{"baseline" if r.baseline else "model"}">{tds}</tr>')
+    heads = "".join(f'<th title="click to sort">{html.escape(h)}</th>' for h in HEADERS)
+    png = depth_plot_png(rows)
+    img = (f'<img alt="accuracy by depth, all models" src="data:image/png;base64,'
+           f'{base64.b64encode(png).decode()}">' if png else "<p>No depth curves in these results.</p>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>benchgen leaderboard</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table.board {{ border-collapse: collapse; font-size: 14px; }}
+table.board th, table.board td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+table.board td:nth-child(2), table.board th:nth-child(2) {{ text-align: left; }}
+table.board th {{ background: #f3f3f3; cursor: pointer; user-select: none; }}
+table.board th[data-dir=asc]::after {{ content: " ▲"; }}
+table.board th[data-dir=desc]::after {{ content: " ▼"; }}
+tr.baseline td {{ background: #f7f7ff; font-style: italic; }}
+img {{ max-width: 100%; margin-top: 1.5em; }}
+</style></head><body>
+<h1>benchgen leaderboard</h1>
+<p>{html.escape(_intro(dataset, sort, len(rows)))}</p>
+<table class="board"><thead><tr>{heads}</tr></thead>
+<tbody>
+{chr(10).join(body)}
+</tbody></table>
+<h2>Accuracy by depth</h2>
+{img}
+<script>{_SORT_JS}</script>
+</body></html>
+"""
+
+
+def _atomic_write(path: Path, data: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def leaderboard(results: Sequence[str | Path], outs: Sequence[str | Path], *,
+                baselines: Sequence[str | Path] = (), sort: str = "mean") -> list[Row]:
+    """Rank ``results`` (+ ``baselines``) on one dataset and write each of ``outs`` (.md/.html/.csv)."""
+    outs = [Path(o) for o in outs]
+    if not outs:
+        raise BenchgenError("--out: give at least one output file (.md, .html or .csv)")
+    for o in outs:
+        if o.suffix.lower() not in FORMATS:
+            raise BenchgenError(f"--out {o}: unknown format {o.suffix or '(none)'!r} (expected .md, .html or .csv)")
+    rows, dataset = load_rows(results, baselines)
+    rows = rank(rows, sort)
+    for o in outs:
+        fmt = o.suffix.lower()
+        text = (render_markdown(rows, dataset, sort) if fmt == ".md"
+                else render_html(rows, dataset, sort) if fmt == ".html" else render_csv(rows))
+        _atomic_write(o, text)
+    return rows
