@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from benchgen.errors import BenchgenError
-from evaluators.scoring import Scored, _present_values, wilson
+from evaluators.scoring import Scored, wilson
 
 EPS = 1e-9  # tolerance on threshold comparisons (accuracies are ratios of integers)
 
@@ -267,8 +267,8 @@ def overthinking(cells: pd.DataFrame, settings: MetricSettings) -> dict:
 
 def _example_groups(scored: Scored) -> tuple[np.ndarray, np.ndarray, int]:
     """Dense (split, depth) group code per scored example, the depth values and the depth count."""
-    depth_values, depth_code = _present_values(scored.example_depth)
-    return scored.example_split.astype(np.int64) * len(depth_values) + depth_code, depth_values, len(depth_values)
+    depth_values = scored.depth_codes[0]
+    return scored.example_group, depth_values, len(depth_values)
 
 
 def _summarise_examples(scored: Scored, covered: np.ndarray, correct: np.ndarray,
@@ -348,10 +348,10 @@ def margins(scored: Scored) -> dict:
     m = scored.extras["margin"]
     have = ~np.isnan(m)
     group, depth_values, n_d = _example_groups(scored)
-    ex = scored.row_example[have]
+    ex = scored.row_example[have] if not have.all() else scored.row_example
     if scored.row_loops is not None:
-        loop_values, loop_code = _present_values(scored.row_loops)
-        loop_code = loop_code[have]
+        loop_values, loop_code = scored.loop_codes
+        loop_code = loop_code[have] if not have.all() else loop_code
         loops_out = loop_values.tolist()
     else:
         loop_code, loops_out = np.zeros(int(have.sum()), np.int64), [None]
@@ -359,7 +359,7 @@ def margins(scored: Scored) -> dict:
     key = group[ex] * n_l + loop_code
     size = len(scored.splits) * n_d * n_l
     n = np.bincount(key, minlength=size).reshape(len(scored.splits), n_d, n_l)
-    s = np.bincount(key, weights=m[have], minlength=size).reshape(len(scored.splits), n_d, n_l)
+    s = np.bincount(key, weights=m[have] if not have.all() else m, minlength=size).reshape(len(scored.splits), n_d, n_l)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s / n
     out = {"available": True, "loops": loops_out, "per_split": {}}

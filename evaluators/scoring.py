@@ -9,6 +9,7 @@ answers are compared as codes into the set of normalised answers, and cells
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,25 @@ class Scored:
 
     @property
     def loops_values(self) -> list[int]:
-        return [] if self.row_loops is None else _present_values(self.row_loops)[0].tolist()
+        return [] if self.row_loops is None else self.loop_codes[0].tolist()
+
+    @cached_property
+    def loop_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct loop counts and each row's dense code (one code 0 without loops)."""
+        if self.row_loops is None or not len(self.row_loops):
+            return np.zeros(0, np.int32), np.zeros(len(self.row_example), np.int32)
+        return _present_values(self.row_loops)
+
+    @cached_property
+    def depth_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct depths and each scored example's dense depth code."""
+        return _present_values(self.example_depth)
+
+    @cached_property
+    def example_group(self) -> np.ndarray:
+        """Dense (split, depth) code per scored example: split * n_depths + depth code."""
+        values, codes = self.depth_codes
+        return self.example_split.astype(np.int64) * len(values) + codes
 
 
 def _present_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -232,9 +251,12 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
         if name in preds.column_names:
             extras[name] = pc.fill_null(preds.column(name), np.nan).to_numpy().astype(np.float64)
     coverage["normalization"] = norm.to_json(token_ids)
-    return Scored(splits=list(splits), example_split=example_split, example_depth=example_depth,
-                  row_example=row_example, row_loops=row_loops, correct=correct, extras=extras,
-                  coverage=coverage, token_ids=token_ids)
+    scored = Scored(splits=list(splits), example_split=example_split, example_depth=example_depth,
+                    row_example=row_example, row_loops=row_loops, correct=correct, extras=extras,
+                    coverage=coverage, token_ids=token_ids)
+    if row_loops is not None:
+        scored.__dict__["loop_codes"] = (loop_values, loop_code)  # computed above; seed the cache
+    return scored
 
 
 def _grid_counts(row_example: np.ndarray, loop_code: np.ndarray, n_ex: int,
@@ -314,14 +336,11 @@ def cells(scored: Scored) -> pd.DataFrame:
     ``loops`` is a nullable integer column (all null for models without loops).
     """
     ex = scored.row_example
-    depth_values, depth_code = _present_values(scored.example_depth)
+    depth_values = scored.depth_codes[0]
     n_s, n_d = len(scored.splits), len(depth_values)
-    if scored.row_loops is not None and len(scored.row_loops):
-        loop_values, loop_code = _present_values(scored.row_loops)
-    else:
-        loop_values, loop_code = None, np.zeros(len(ex), np.int64)
+    loop_values, loop_code = scored.loop_codes if scored.row_loops is not None else (None, scored.loop_codes[1])
     n_l = 1 if loop_values is None else len(loop_values)
-    key = (scored.example_split.astype(np.int64)[ex] * n_d + depth_code[ex]) * n_l + loop_code
+    key = scored.example_group[ex] * n_l + loop_code
     size = n_s * n_d * n_l
     n = np.bincount(key, minlength=size)
     c = np.bincount(key, weights=scored.correct, minlength=size).round().astype(np.int64)
