@@ -57,7 +57,6 @@ def cells_from_records(records: list[dict]) -> pd.DataFrame:
         df[c] = df[c].astype(np.int64)
     for c in ("accuracy", "ci_low", "ci_high"):
         df[c] = df[c].astype(np.float64)
-    df["split"] = df["split"].astype(object)
     return df
 
 
