@@ -1,0 +1,200 @@
+"""LoopedTransformer: shapes, masking, T=1 == vanilla, per-iteration readout, truncated backprop."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pyarrow as pa
+import pytest
+import torch
+
+from reference_models import model as model_mod
+from reference_models.config import ModelConfig, PRESETS, resolve
+from reference_models.data import AnswerFormat, encode, make_batch
+from reference_models.model import LoopedTransformer
+
+V = 23
+
+
+def build(seed: int = 0, **kw) -> LoopedTransformer:
+    base = dict(vocab_size=V, max_len=12, d_model=32, n_heads=4, n_block=2, loops=3, positions="learned", kernel="torch")
+    base.update(kw)
+    torch.manual_seed(seed)
+    m = LoopedTransformer(ModelConfig(**base)).double()
+    with torch.no_grad():  # non-trivial norm scales / zero-init parts so equalities are not vacuous
+        for name, p in m.named_parameters():
+            if name.endswith(("s_attn", "s_mlp", "s_final")):
+                p.normal_(0, 0.3)
+            if name.startswith("mod."):
+                p.normal_(0, 0.05)
+    return m.eval()
+
+
+def tokens(b: int = 3, n: int = 9, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, V, (b, n), generator=torch.Generator().manual_seed(seed))
+
+
+VARIANTS = [
+    dict(injection="none"), dict(injection="add"), dict(injection="concat"),
+    dict(injection="parcae", n_prelude=1, n_coda=1), dict(injection="none", positions="rotary", n_coda=1),
+    dict(injection="add", positions="none", zero_init_out=False),
+]
+
+
+def test_shapes_and_at_readout():
+    m = build()
+    x = tokens()
+    assert m(x).shape == (3, 9, V)
+    assert m(x, loops=5, readout="all").shape == (5, 3, 9, V)
+    at = torch.tensor([0, 4, 8])
+    full = m(x, loops=2)
+    picked = m(x, loops=2, at=at)
+    assert picked.shape == (3, V)
+    assert torch.allclose(picked, full[torch.arange(3), at])
+    with pytest.raises(ValueError, match="max_len"):
+        m(tokens(n=13))
+    with pytest.raises(ValueError, match="loops"):
+        m(x, loops=0)
+
+
+def test_answer_mask_and_padding():
+    fmt = AnswerFormat(None, 2, 3)
+    t = pa.table({"input_ids": pa.array([[5, 6, 7], [8]], pa.list_(pa.int32())),
+                  "target_ids": pa.array([[9], [10, 11]], pa.list_(pa.int32())),
+                  "depth": pa.array([1, 2], pa.int32())})
+    enc = encode(t, fmt, pad_id=0)
+    assert enc.tokens.tolist() == [[5, 6, 7, 9, 2], [8, 10, 11, 2, 0]]
+    x, y, mask = make_batch(enc, torch.tensor([0, 1]))
+    assert x.tolist() == [[5, 6, 7, 9], [8, 10, 11, 2]]
+    # row 0 predicts 9 (from pos 2) and eos (pos 3); row 1 predicts 10, 11, eos from pos 0..2
+    assert mask.tolist() == [[False, False, True, True], [True, True, True, False]]
+    assert y[mask].tolist() == [9, 2, 10, 11, 2]
+
+
+@pytest.mark.parametrize("kw", VARIANTS[:3])
+def test_right_padding_never_changes_real_positions(kw):
+    m = build(**kw)
+    x = tokens(n=6)
+    padded = torch.cat([x, torch.zeros(3, 4, dtype=torch.long)], 1)
+    assert torch.allclose(m(x, loops=3), m(padded, loops=3)[:, :6], atol=1e-10)
+
+
+def test_t1_looped_equals_vanilla_and_unrolled():
+    looped = build(loops=4)
+    vanilla = build(seed=7, loops=1)
+    vanilla.load_state_dict(looped.state_dict())
+    x = tokens()
+    assert torch.allclose(looped(x, loops=1), vanilla(x), atol=1e-12)
+    # k layers looped T times == a vanilla stack of k*T layers holding copies of the block
+    unrolled = build(seed=8, n_block=2 * 3, loops=1)
+    state = {k: v for k, v in looped.state_dict().items() if not k.startswith("block.")}
+    for k, v in looped.state_dict().items():
+        if k.startswith("block."):
+            _, i, rest = k.split(".", 2)
+            for t in range(3):
+                state[f"block.{t * 2 + int(i)}.{rest}"] = v
+    unrolled.load_state_dict(state)
+    assert torch.allclose(looped(x, loops=3), unrolled(x), atol=1e-10)
+    assert not torch.allclose(looped(x, loops=3), looped(x, loops=2), atol=1e-4)
+
+
+@pytest.mark.parametrize("kw", VARIANTS)
+def test_per_iteration_readout_equals_separate_runs(kw):
+    m = build(**kw)
+    x = tokens()
+    every = m(x, loops=5, readout="all")
+    for t in range(1, 6):
+        assert torch.allclose(every[t - 1], m(x, loops=t), atol=1e-10), t
+
+
+def test_loopformer_routes_depend_on_step_size():
+    m = build(conditioning="loopformer")
+    x = tokens()
+    # with non-zero modulation, the 2-step route (dt=1/2) differs from the first 2 steps of a 4-step route
+    assert not torch.allclose(m(x, loops=4, readout="all")[1], m(x, loops=2), atol=1e-6)
+    fresh = LoopedTransformer(dataclasses.replace(m.cfg)).double()
+    assert all(float(p.detach().abs().max()) == 0 for n, p in fresh.named_parameters() if n.startswith("mod."))
+
+
+@pytest.mark.parametrize("kw", [dict(injection="add"), dict(injection="parcae", n_prelude=1)])
+def test_truncated_backprop_matches_manual_truncation(kw):
+    m = build(**kw).train()
+    x = tokens()
+    T, keep = 5, 2
+
+    def grads(loss):
+        m.zero_grad()
+        loss.backward()
+        return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in m.named_parameters()}
+
+    g_trunc = grads(m(x, loops=T, backprop_last=keep).pow(2).mean())
+    g_full = grads(m(x, loops=T).pow(2).mean())
+    # manual: run T-keep iterations without a graph, then keep iterations with one
+    e = m.embed(x)
+    if len(m.prelude):
+        e, _ = m.run(m.prelude, e, model_mod.rmsnorm(e, m.prelude[0].s_attn, m.cfg.eps), m.s_final, None)
+    h = torch.zeros_like(e)
+    with torch.no_grad():
+        for t in range(T - keep):
+            h, _, _ = m.iterate(h, e, None, t, T, None, False)
+    for t in range(T - keep, T):
+        h, y, _ = m.iterate(h, e, None, t, T, None, False)
+    g_manual = grads(m.readout(h, y).pow(2).mean())
+    block = [n for n in g_trunc if n.startswith("block.")]
+    for n in g_trunc:
+        assert torch.allclose(g_trunc[n], g_manual[n], atol=1e-10), n
+    assert any(not torch.allclose(g_trunc[n], g_full[n], atol=1e-8) for n in block)
+    assert all(float(g_trunc[n].abs().max()) > 0 for n in block if "proj" in n)
+
+
+def test_truncation_builds_no_graph_for_early_iterations():
+    m = build(injection="add").train()
+    seen = []
+    orig = m.iterate
+
+    def spy(h, *a, **k):
+        out = orig(h, *a, **k)
+        seen.append(out[0].requires_grad)
+        return out
+
+    m.iterate = spy
+    m(tokens(), loops=6, backprop_last=2)
+    assert seen == [False, False, False, False, True, True]
+
+
+def test_every_residual_goes_through_junction(monkeypatch):
+    calls = []
+    real = model_mod._junction
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(model_mod, "_junction", counting)
+    m = build(injection="add", n_prelude=1, n_coda=1, n_block=2)
+    m(tokens(), loops=3)
+    # 2 junctions per layer application: prelude 1 + block 2*3 + coda 1 = 8 layers; + 3 injections
+    assert len(calls) == 2 * 8 + 3
+
+
+def test_parcae_injection_is_contractive():
+    m = build(injection="parcae")
+    a = torch.exp(-torch.nn.functional.softplus(m.dt_bias) * m.A_log.exp())
+    assert float(a.max()) < 1.0 and float(a.min()) > 0.0
+
+
+def test_presets_resolve_and_overrides():
+    for name in PRESETS:
+        mc, tc = resolve(name)
+        mc.validate()
+        tc.validate()
+    mc, tc = resolve("cpu-khop-looped", overrides=["model.loops=7", "train.lr=0.5", "model.positions=none"])
+    assert (mc.loops, tc.lr, mc.positions) == (7, 0.5, "none")
+    from benchgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.bogus"):
+        resolve("cpu-khop-looped", overrides=["model.bogus=1"])
+    with pytest.raises(ConfigError, match="loops"):
+        resolve(None, overrides=["model.loops=0"])
+    with pytest.raises(ConfigError, match="preset"):
+        resolve("nope")
