@@ -12,6 +12,8 @@ from benchgen.errors import BenchgenError
 # progress=True) -> Path, and audit(dataset) -> list[str] (violations; empty = clean).
 TASKS: dict[str, str] = {
     "khop": "tasks.khop",
+    "addition": "tasks.addition",
+    "induction": "tasks.induction",
 }
 
 # Model adapters for ``--model SCHEME:ARG``: "module:factory", factory(arg, **options) -> adapter.
