@@ -38,6 +38,15 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def rss_gib() -> float:
+    """Current resident set size (Linux /proc; NaN elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return pages * resource.getpagesize() / 2**30
+
+
 def build_dataset(out: Path, rows: int, rng: np.random.Generator) -> tuple[Path, np.ndarray]:
     vocab = Vocab(["<pad>", "<bos>", "<eos>", "<sep>"] + [f"<e_{i}>" for i in range(N_ENT)])
     half = rows // 2
@@ -100,6 +109,7 @@ def main() -> None:
         if args.shuffled:
             runs.append(("shuffled order", preds.take(pa.array(rng.permutation(preds.num_rows)))))
         for label, table in runs:
+            before = rss_gib()
             t0 = time.perf_counter()
             results = evaluators.evaluate(ds_path, table, model_name="bench")
             dt = time.perf_counter() - t0
@@ -107,6 +117,8 @@ def main() -> None:
             print(f"evaluate ({label}): {table.num_rows:,} predictions, {len(results.cells)} cells, "
                   f"all metrics in {dt:.2f} s ({table.num_rows / dt / 1e6:.2f} M predictions/s); "
                   f"target < {TARGET_S:.0f} s: {'OK' if dt < TARGET_S else 'MISSED'}")
+            print(f"  RSS before {before:.2f} GiB (dataset + predictions in memory), "
+                  f"process peak so far {peak_rss_gib():.2f} GiB")
             print(f"  test_depth accuracy {m['per_split']['test_depth']['accuracy']:.3f}, "
                   f"halting accuracy {m['halting']['per_split']['test_depth']['accuracy']:.3f}, "
                   f"oracle best loop {m['oracle_best_loop']['per_split']['test_depth']['accuracy']:.3f}")

@@ -347,19 +347,13 @@ def margins(scored: Scored) -> dict:
         return {"available": False, "reason": "needs column margin"}
     m = scored.extras["margin"]
     have = ~np.isnan(m)
-    group, depth_values, n_d = _example_groups(scored)
-    ex = scored.row_example[have] if not have.all() else scored.row_example
-    if scored.row_loops is not None:
-        loop_values, loop_code = scored.loop_codes
-        loop_code = loop_code[have] if not have.all() else loop_code
-        loops_out = loop_values.tolist()
-    else:
-        loop_code, loops_out = np.zeros(int(have.sum()), np.int64), [None]
+    _, depth_values, n_d = _example_groups(scored)
+    loops_out = scored.loop_codes[0].tolist() if scored.row_loops is not None else [None]
     n_l = len(loops_out)
-    key = group[ex] * n_l + loop_code
+    key = scored.row_cell_key if have.all() else scored.row_cell_key[have]
     size = len(scored.splits) * n_d * n_l
     n = np.bincount(key, minlength=size).reshape(len(scored.splits), n_d, n_l)
-    s = np.bincount(key, weights=m[have] if not have.all() else m, minlength=size).reshape(len(scored.splits), n_d, n_l)
+    s = np.bincount(key, weights=m if have.all() else m[have], minlength=size).reshape(len(scored.splits), n_d, n_l)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s / n
     out = {"available": True, "loops": loops_out, "per_split": {}}

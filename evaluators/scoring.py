@@ -88,6 +88,12 @@ class Scored:
         values, codes = self.depth_codes
         return self.example_split.astype(np.int64) * len(values) + codes
 
+    @cached_property
+    def row_cell_key(self) -> np.ndarray:
+        """Dense (split, depth, loops) code per prediction row (shared by cells and margins)."""
+        n_l = max(len(self.loop_codes[0]), 1)
+        return self.example_group[self.row_example] * n_l + self.loop_codes[1]
+
 
 def _present_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct values of a small-range int array and each row's dense code (O(n))."""
@@ -129,7 +135,7 @@ def join_ids(ids: pa.Array, value_set: pa.Array) -> np.ndarray:
     return _index(ids, value_set)
 
 
-def _examples(ids: np.ndarray, where: str, limit: int = 3) -> str:
+def _examples(ids: np.ndarray, limit: int = 3) -> str:
     return ", ".join(repr(str(x)) for x in ids[:limit])
 
 
@@ -167,7 +173,7 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
     if unknown.any():
         bad = preds.column("id").combine_chunks().filter(pa.array(unknown)).cast(pa.string())
         raise BenchgenError(f"predictions: {int(unknown.sum())} row(s) have ids that are not in dataset "
-                            f"{ds.path} (e.g. {_examples(bad.to_numpy(zero_copy_only=False), '')})")
+                            f"{ds.path} (e.g. {_examples(bad.to_numpy(zero_copy_only=False))})")
     row_split_all = (np.searchsorted(bounds, gidx, side="right") - 1).astype(np.int64)
     if splits is None:
         hit = np.bincount(row_split_all, minlength=len(ds.splits)) > 0
@@ -199,7 +205,9 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
 
     # 3. loops, duplicates and completeness of the (example, loops) grid
     row_loops = preds.column("loops").to_numpy() if "loops" in preds.column_names else None
-    if row_loops is not None and len(row_loops):
+    if row_loops is not None and not len(row_loops):
+        row_loops = None  # every row was for an unscored split
+    if row_loops is not None:
         loop_values, loop_code = _present_values(row_loops)
     else:
         loop_values, loop_code = np.zeros(1, np.int32), np.zeros(len(row_example), np.int32)
@@ -229,13 +237,13 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
         if predicted < n:
             miss = scored_ids.filter(pa.array(sel & (per_example == 0)))
             raise BenchgenError(f"predictions: {n - predicted} of {n} examples in split '{s}' have no "
-                                f"prediction (e.g. {_examples(miss.to_numpy(zero_copy_only=False), s)}); "
+                                f"prediction (e.g. {_examples(miss.to_numpy(zero_copy_only=False))}); "
                                 f"pass --allow-missing to score only the predicted ones")
         if incomplete:
             miss = scored_ids.filter(pa.array(sel & (per_example > 0) & (per_example < n_loops)))
             raise BenchgenError(f"predictions: {incomplete} example(s) in split '{s}' lack some loop count "
                                 f"of the sweep {loop_values.tolist()} (e.g. "
-                                f"{_examples(miss.to_numpy(zero_copy_only=False), s)}); "
+                                f"{_examples(miss.to_numpy(zero_copy_only=False))}); "
                                 f"pass --allow-missing to score what is there")
     coverage["complete_grid"] = bool(complete)
 
@@ -335,12 +343,11 @@ def cells(scored: Scored) -> pd.DataFrame:
 
     ``loops`` is a nullable integer column (all null for models without loops).
     """
-    ex = scored.row_example
     depth_values = scored.depth_codes[0]
     n_s, n_d = len(scored.splits), len(depth_values)
-    loop_values, loop_code = scored.loop_codes if scored.row_loops is not None else (None, scored.loop_codes[1])
+    loop_values = scored.loop_codes[0] if scored.row_loops is not None else None
     n_l = 1 if loop_values is None else len(loop_values)
-    key = scored.example_group[ex] * n_l + loop_code
+    key = scored.row_cell_key
     size = n_s * n_d * n_l
     n = np.bincount(key, minlength=size)
     c = np.bincount(key, weights=scored.correct, minlength=size).round().astype(np.int64)

@@ -154,6 +154,10 @@ def test_split_selection_and_ignored_rows(ds):
     assert score(ds, p).splits == ["train", "test_id"]  # default: every split with predictions
     with pytest.raises(BenchgenError, match="split 'nope': not in dataset"):
         score(ds, p, splits=["nope"])
+    swept = oracle_predictions(ds, splits=["test_id"], loops=[1, 2])
+    none = score(ds, swept, splits=["test_depth"], allow_missing=True)  # every row is for another split
+    assert none.coverage["ignored_predictions"] == 10 and none.coverage["loops"] is None
+    assert none.coverage["splits"]["test_depth"]["coverage"] == 0.0 and len(cells(none)) == 0
 
 
 @settings(max_examples=40, deadline=None)
