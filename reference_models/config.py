@@ -196,13 +196,13 @@ PRESETS: dict[str, dict] = {
                   "zero_init_out": True},
         "train": {**_CPU_TRAIN, "steps": 3000}},
     "cpu-addition-looped": {
-        "description": "CPU: 2-layer block looped T=4, d=128, learned positions (addition --preset addition-small)",
-        "model": {"d_model": 128, "n_heads": 4, "n_block": 2, "loops": 4, "positions": "learned"},
-        "train": {**_CPU_TRAIN, "steps": 2000}},
+        "description": "CPU: 2-layer block looped T=4, d=64, rotary positions (addition --preset addition-small)",
+        "model": {"d_model": 64, "n_heads": 4, "n_block": 2, "loops": 4, "positions": "rotary"},
+        "train": {**_CPU_TRAIN, "steps": 1500, "batch_size": 64, "eval_examples": 300}},
     "cpu-addition-vanilla": {
         "description": "CPU: the same 2 layers run once, T=1 (addition --preset addition-small)",
-        "model": {"d_model": 128, "n_heads": 4, "n_block": 2, "loops": 1, "positions": "learned"},
-        "train": {**_CPU_TRAIN, "steps": 2000}},
+        "model": {"d_model": 64, "n_heads": 4, "n_block": 2, "loops": 1, "positions": "rotary"},
+        "train": {**_CPU_TRAIN, "steps": 1500, "batch_size": 64, "eval_examples": 300}},
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from reference_models import model as model_mod
-from reference_models.config import ModelConfig, PRESETS, resolve
+from reference_models.config import PRESETS, ModelConfig, resolve
 from reference_models.data import AnswerFormat, encode, make_batch
 from reference_models.model import LoopedTransformer
 

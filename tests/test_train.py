@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-import torch
 
 from benchgen.dataset import DatasetWriter, load
 from benchgen.errors import BenchgenError
