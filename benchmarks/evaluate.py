@@ -6,7 +6,7 @@ entropy and kl_prev (so margins, halting and the oracle best loop all run). Time
 ``evaluators.evaluate`` (scoring, cells and all metrics, 1,000 bootstrap resamples) and prints
 seconds, rows/s and the process's peak RSS against the targets (10 s, 3 GiB on 2 CPU cores).
 
-    python benchmarks/evaluate.py [--rows 1000000] [--loops 10] [--shuffled]
+    python benchmarks/evaluate.py [--rows 1000000] [--loops 10] [--shuffled] [--file]
 
 ``--shuffled`` also times predictions in random row order (the id join then hashes every row
 instead of one block of ids).
@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--loops", type=int, default=10)
     ap.add_argument("--shuffled", action="store_true", help="also time predictions in random row order")
+    ap.add_argument("--file", action="store_true", help="also time reading the predictions from a parquet file")
     args = ap.parse_args()
     import evaluators
 
@@ -122,6 +123,13 @@ def main() -> None:
             print(f"  test_depth accuracy {m['per_split']['test_depth']['accuracy']:.3f}, "
                   f"halting accuracy {m['halting']['per_split']['test_depth']['accuracy']:.3f}, "
                   f"oracle best loop {m['oracle_best_loop']['per_split']['test_depth']['accuracy']:.3f}")
+        if args.file:
+            path = evaluators.write_predictions(preds, Path(tmp) / "preds.parquet")
+            t0 = time.perf_counter()
+            results = evaluators.evaluate(ds_path, path, model_name="bench")
+            dt = time.perf_counter() - t0
+            print(f"evaluate (from {path.stat().st_size / 2**20:.0f} MiB parquet file, read included): "
+                  f"{dt:.2f} s; target < {TARGET_S:.0f} s: {'OK' if dt < TARGET_S else 'MISSED'}")
         peak = peak_rss_gib()
         print(f"peak RSS (whole process, incl. setup): {peak:.2f} GiB; target < {TARGET_GIB:.0f} GiB: "
               f"{'OK' if peak < TARGET_GIB else 'MISSED'}")
