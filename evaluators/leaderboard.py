@@ -84,7 +84,7 @@ def _row(results, source: str, baseline: bool) -> Row:
     over = metrics.get("overthinking", {}) or {}
     drop = None
     if over.get("available"):
-        drops = [d["drop"] for split, v in over.get("per_split", {}).items() if split != "train"
+        drops = [d["drop"] for split, v in over.get("per_split", {}).items() if split.startswith("test")
                  for d in v.get("depths", []) if d.get("drop") is not None]
         drop = float(np.mean(drops)) if drops else None
     spec = str(results.model.get("spec", results.model.get("adapter", "")))
