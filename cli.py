@@ -359,10 +359,13 @@ def predict_oracle_cmd(dataset_dir, out, noise, seed, loops, splits, token_ids, 
 
 
 # --- train (reference looped transformers) --------------------------------------------------------
-def _train_presets() -> list[str]:
-    from reference_models.config import PRESETS
+def _list_train_presets(ctx: click.Context, _param, value: bool) -> None:
+    if value:
+        from reference_models.config import PRESETS
 
-    return list(PRESETS)
+        for name, spec in PRESETS.items():
+            click.echo(f"{name}: {spec['description']}")
+        ctx.exit()
 
 
 @main.command("train")
@@ -379,10 +382,7 @@ def _train_presets() -> list[str]:
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--overwrite", is_flag=True, help="replace an existing run directory")
 @click.option("--progress/--no-progress", default=True, help="show a progress bar")
-@click.option("--list-presets", is_flag=True, is_eager=True, expose_value=False,
-              callback=lambda ctx, _p, v: (click.echo("\n".join(
-                  f"{k}: {s['description']}" for k, s in __import__(
-                      "reference_models.config", fromlist=["PRESETS"]).PRESETS.items())), ctx.exit()) if v else None,
+@click.option("--list-presets", is_flag=True, is_eager=True, expose_value=False, callback=_list_train_presets,
               help="list training presets and exit")
 def train_cmd(data, preset, config_file, overrides, out, steps, seed, device, threads, resume, overwrite, progress):
     """Train a reference looped transformer (torchrun for multi-GPU / multi-process DDP).

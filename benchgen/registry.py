@@ -21,6 +21,7 @@ ADAPTERS: dict[str, str] = {
     "hf": "evaluators.adapters.hf:load",
     "torchscript": "evaluators.adapters.torchscript:load",
     "python": "evaluators.adapters.python_callable:load",
+    "reference": "reference_models.adapter:load_adapter",
 }
 
 
