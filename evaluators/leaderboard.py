@@ -216,6 +216,9 @@ def depth_plot_png(rows: list[Row]) -> bytes | None:
     if id_max is not None:
         ax.axvline(id_max + 0.5, color="grey", lw=0.8, ls=":")
         ax.text(id_max + 0.6, 1.02, "extrapolation →", fontsize=8, color="grey", va="bottom")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("depth")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.08)
