@@ -204,7 +204,7 @@ def split_tables(task: str, grid: Grid, sampler: CellSampler, counts: Counts, se
     def with_ids(tables: Iterator[pa.Table], split: str) -> Iterator[pa.Table]:
         start = 0
         for t in tables:
-            ids = make_ids(task, split, start, t.num_rows)
+            ids = row_ids(task, split, start, t.num_rows)
             start += t.num_rows
             tick(t.num_rows)
             yield pa.Table.from_arrays([ids, *t.columns], schema=schema)
@@ -219,8 +219,7 @@ def split_tables(task: str, grid: Grid, sampler: CellSampler, counts: Counts, se
                     rows = uniq[c].take(seeding.rng(seed, task, "train", c[0], c[1], b), shares[c][b])
                     parts.append(sampler.table(rows, c, "train"))
             if parts:
-                t = pa.concat_tables(parts)
-                yield t.take(seeding.rng(seed, task, "train", "shuffle", b).permutation(t.num_rows))
+                yield shuffle_merge(parts, seeding.rng(seed, task, "train", "shuffle", b))
 
     def per_cell(split: str, cell_list: list[Cell], n: int, pool: dict[Cell, UniqueCell]) -> Iterator[pa.Table]:
         for c in cell_list:
@@ -239,6 +238,32 @@ def split_tables(task: str, grid: Grid, sampler: CellSampler, counts: Counts, se
     for split, n, cl, make in plan:
         if n and cl:
             yield split, with_ids(make(), split)
+
+
+def shuffle_merge(parts: list[pa.Table], rng: np.random.Generator) -> pa.Table:
+    """Concatenate ``parts`` in a uniformly random order of rows.
+
+    Rows within a part are i.i.d., so a random interleaving that keeps each part's own row order
+    has the distribution of a full shuffle, and its gather reads each part sequentially (a
+    cache-friendly take, markedly faster than a random permutation for long list rows)."""
+    sizes = np.array([t.num_rows for t in parts])
+    labels = rng.permutation(np.repeat(np.arange(len(parts)), sizes))
+    order = np.argsort(labels, kind="stable")  # output positions of part 0's rows, then part 1's, ...
+    perm = np.empty(len(labels), dtype=np.int64)
+    perm[order] = np.arange(len(labels))
+    return pa.concat_tables(parts).take(perm)
+
+
+def row_ids(task: str, split: str, start: int, n: int) -> pa.Array:
+    """``task/split/000000123`` ids (the format of benchgen.schema.make_ids), built as bytes."""
+    nums = np.arange(start, start + n, dtype=np.int64)
+    if n and start + n > 10**9:
+        return make_ids(task, split, start, n)
+    prefix = np.frombuffer(f"{task}/{split}/".encode(), np.uint8)
+    chars = np.empty((n, len(prefix) + 9), dtype=np.uint8)
+    chars[:, :len(prefix)] = prefix
+    chars[:, len(prefix):] = nums[:, None] // 10 ** np.arange(8, -1, -1, dtype=np.int64) % 10 + ord("0")
+    return string_array(chars)
 
 
 def total_rows(grid: Grid, counts: Counts) -> int:
