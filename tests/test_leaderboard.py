@@ -174,3 +174,19 @@ def test_bad_inputs(board, tmp_path):
         leaderboard([files["half"], bad], [tmp_path / "b.md"])
     with pytest.raises(BenchgenError, match=r"does not exist"):
         leaderboard([tmp_path / "missing.json"], [tmp_path / "b.md"])
+
+
+def test_reference_model_run_is_a_baseline_row(board, tmp_path):
+    """A real reference-model run, evaluated through --model reference:RUN, lands as a baseline row."""
+    ds, _, files, root = board
+    run = CliRunner().invoke(main, ["train", "--data", str(ds.path), "--preset", "cpu-khop-looped", "--steps", "2",
+                                    "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
+    assert run.exit_code == 0, run.output
+    ev = CliRunner().invoke(main, ["evaluate", str(ds.path), "--model", f"reference:{tmp_path / 'run'}",
+                                   "--loops", "1,2", "--no-progress", "--no-plots", "--bootstrap", "50",
+                                   "--out", str(tmp_path / "ev")])
+    assert ev.exit_code == 0, ev.output
+    rows = leaderboard([files["half"], tmp_path / "ev"], [tmp_path / "b.csv"])
+    ref = [r for r in rows if r.source == str(tmp_path / "ev")]
+    assert len(ref) == 1 and ref[0].baseline and ref[0].loops == 2 and ref[0].drop is not None
+    assert not [r for r in rows if r.model == "half"][0].baseline
