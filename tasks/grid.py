@@ -157,10 +157,12 @@ class UniqueCell:
     def take(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         parts: list[dict[str, np.ndarray]] = []
         got = 0
-        for _ in range(MAX_ROUNDS):
+        for attempt in range(MAX_ROUNDS):
             if got >= n:
                 break
-            m = min(BATCH_ROWS, max(2 * (n - got) + 64, 1024))
+            # first round: a small margin (large cells rarely repeat); later rounds: twice the rest
+            want = (n - got) + (n - got) // 32 + 16 if attempt == 0 else 2 * (n - got) + 64
+            m = min(BATCH_ROWS, max(want, 256))
             rows = self.sampler.draw(rng, self.cell, m)
             h = row_hash(rows["key"])
             _, first = np.unique(h, return_index=True)
