@@ -173,16 +173,14 @@ class Sampler:
         p, n = cell
         a = self.alphabet
         cols = np.arange(m)
-        # 1. chain positions i_1 > ... > i_p: a uniform p-subset of 2..n-1 by selection sampling
-        #    (Knuth's algorithm S), scanning candidates from n-1 down so picks come out descending
+        # 1. chain positions i_1 > ... > i_p: a uniform p-subset of the n-2 candidates 2..n-1 by
+        #    Floyd's algorithm (p vectorised steps), read back in order from a membership matrix
         cand = n - 2
-        u = rng.random((cand, m), dtype=np.float32)
-        chain = np.empty((m, p), dtype=np.int32)
-        chosen = np.zeros(m, dtype=np.int32)
-        for k in range(cand):
-            hit = np.flatnonzero(u[k] * (cand - k) < (p - chosen))
-            chain[hit, chosen[hit]] = n - 1 - k
-            chosen[hit] += 1
+        member = np.zeros((m, cand), dtype=bool)
+        for j in range(cand - p, cand):
+            t = rng.integers(0, j + 1, size=m)
+            member[cols, np.where(member[cols, t], j, t)] = True
+        chain = (np.nonzero(member)[1].reshape(m, p)[:, ::-1] + 2).astype(np.int32)
         gaps = np.concatenate([np.full((m, 1), n, dtype=np.int32), chain], axis=1)  # i_0..i_p
         lengths = gaps[:, :-1] - gaps[:, 1:]  # |J_t| = i_t - i_{t+1}, t = 0..p-1
         # 2. chain letters c_0..c_p (a loop over hops, vectorised over rows)
