@@ -53,6 +53,15 @@ def reasoning_gym_rate(name: str, items: int) -> float | None:
     return n / (time.perf_counter() - t)
 
 
+def rg_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("reasoning-gym")
+    except Exception:  # noqa: BLE001 - informational only
+        return "?"
+
+
 def time_generate(task: str, preset: str, workdir: Path) -> tuple[int, float]:
     """(rows written, seconds) of one preset generated end to end into ``workdir``."""
     mod = get_task(task)
@@ -139,17 +148,20 @@ def main() -> int:
         print(f"{what:<44} {figure:>22}  {target}{mark}", flush=True)
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; every figure from this one run\n")
-    rg = {}
-    for name in ("family_relationships", "basic_arithmetic"):
-        rg[name] = reasoning_gym_rate(name, args.rg_items)
-        if rg[name] is not None:
-            try:
-                from importlib.metadata import version
-                v = version("reasoning-gym")
-            except Exception:  # noqa: BLE001 - version is informational only
-                v = "?"
-            row(f"reasoning-gym {v} {name}", f"{rg[name]:,.0f} ex/s")
+    rg: dict[str, float | None] = {}
 
+    def baselines(when: str) -> None:
+        """Measure reasoning-gym; ratios use the 'before' run, the 'after' run shows how much the
+        machine's load moved during the benchmark (ratios are only as steady as the machine)."""
+        for name in ("family_relationships", "basic_arithmetic"):
+            rate = reasoning_gym_rate(name, args.rg_items)
+            if rate is None:
+                rg[name] = None
+                continue
+            rg.setdefault(name, rate)
+            row(f"reasoning-gym {rg_version()} {name} ({when})", f"{rate:,.0f} ex/s")
+
+    baselines("before")
     with tempfile.TemporaryDirectory(prefix="benchgen-bench-") as tmp:
         work = Path(tmp)
         if "khop" in only:
@@ -184,6 +196,9 @@ def main() -> int:
             n, dt = time_generate("induction", "saunshi-phop", work)
             row(f"induction saunshi-phop to parquet ({n:,} rows, {dt:.1f} s)", f"{n / dt:,.0f} rows/s",
                 "end to end")
+    if any(v is not None for v in rg.values()):
+        baselines("after")
+        print("(ratios use the 'before' baseline; compare 'after' to see how much the load moved)")
     missed = [r for r in results if r[3] is False]
     print(f"\n{len(missed)} target(s) missed" if missed else "\nall measured targets met")
     return 1 if (args.check and missed) else 0
