@@ -44,7 +44,7 @@ class HFAdapter:
                 str(path), local_files_only=True, trust_remote_code=trust_remote_code)
             self.model = AutoModelForCausalLM.from_pretrained(
                 str(path), local_files_only=True, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise BenchgenError(f"--model hf:{path}: cannot load a causal LM and tokenizer from this "
                                 f"directory ({_first_line(e)})") from None
         self.model.to(device).eval()
