@@ -155,6 +155,9 @@ class UniqueCell:
         self.seen = np.zeros(0, dtype=np.uint64)  # sorted hashes of accepted rows
 
     def take(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        """``n`` new distinct rows (first-drawn order), each remembered so it is never drawn again."""
+        if n < 1:
+            raise ValueError(f"take needs n >= 1, got {n}")
         parts: list[dict[str, np.ndarray]] = []
         got = 0
         for attempt in range(MAX_ROUNDS):
@@ -170,8 +173,7 @@ class UniqueCell:
             if len(self.seen):
                 pos = np.minimum(np.searchsorted(self.seen, h[first]), len(self.seen) - 1)
                 first = first[self.seen[pos] != h[first]]
-            fresh = first
-            fresh = fresh[: n - got]
+            fresh = first[: n - got]
             if len(fresh):
                 parts.append({k: v[fresh] for k, v in rows.items()})
                 self.seen = np.sort(np.concatenate([self.seen, h[fresh]]), kind="stable")
