@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,17 +79,25 @@ class DatasetWriter:
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
         (self.tmp / DATA).mkdir()
         self.splits: dict[str, SplitInfo] = {}
+        self._pending: dict[str, tuple[list, dict[int, int]]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+        # dictionary-encode only low-cardinality columns: ids/prompts gain nothing and cost time
+        self.dictionary_columns = [n for n in ("split", "depth", "width") if n in schema.names]
         self.extras: dict[str, str] = {}
         self._done = False
 
     # -- writing -------------------------------------------------------------------------
-    def write_split(self, split: str, tables: Iterable[pa.Table]) -> SplitInfo:
-        """Write one split from an iterable of tables (any sizes); re-chunked into shards."""
+    def write_split(self, split: str, tables: Iterable[pa.Table]) -> None:
+        """Write one split from an iterable of tables (any sizes), re-chunked into shards.
+
+        Shards are encoded on a small thread pool (parquet encoding releases the GIL), so the
+        generator produces the next batch while earlier shards compress; ``close`` waits for them.
+        """
         if not SPLIT_NAME.match(split):
             raise BenchgenError(f"split name {split!r}: must match ^\\w+$")
-        if split in self.splits:
+        if split in self.splits or split in self._pending:
             raise BenchgenError(f"split {split!r} written twice")
-        parts: list[Path] = []
+        parts: list[tuple[Path, Future]] = []
         pending: list[pa.Table] = []
         pending_rows = 0
         depth_counts: dict[int, int] = {}
@@ -99,8 +108,9 @@ class DatasetWriter:
                 t = pa.concat_tables(pending)
                 take = min(self.rows_per_shard, t.num_rows)
                 part = self.tmp / DATA / f".{split}-{len(parts):05d}.part"
-                pq.write_table(t.slice(0, take), part, compression="zstd", row_group_size=65536)
-                parts.append(part)
+                parts.append((part, self._pool.submit(
+                    pq.write_table, t.slice(0, take), part, compression="zstd", row_group_size=65536,
+                    use_dictionary=self.dictionary_columns, write_statistics=False)))
                 rest = t.slice(take)
                 pending, pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
@@ -118,16 +128,21 @@ class DatasetWriter:
         flush(final=True)
         if not parts:
             raise BenchgenError(f"split {split!r} has no rows")
-        names, digest = [], hashlib.sha256()
-        for i, part in enumerate(parts):
-            name = f"{split}-{i:05d}-of-{len(parts):05d}.parquet"
-            part.rename(self.tmp / DATA / name)
-            names.append(f"{DATA}/{name}")
-            digest.update(_sha256(self.tmp / DATA / name).encode())
-        info = SplitInfo(rows=sum(depth_counts.values()), shards=names, sha256=digest.hexdigest(),
-                         depths={str(k): depth_counts[k] for k in sorted(depth_counts)})
-        self.splits[split] = info
-        return info
+        self._pending[split] = (parts, depth_counts)
+
+    def _finish_splits(self) -> None:
+        """Wait for shard writes, name shards NNNNN-of-NNNNN, hash them (in split order)."""
+        for split, (parts, depth_counts) in self._pending.items():
+            names, digest = [], hashlib.sha256()
+            for i, (part, fut) in enumerate(parts):
+                fut.result()
+                name = f"{split}-{i:05d}-of-{len(parts):05d}.parquet"
+                part.rename(self.tmp / DATA / name)
+                names.append(f"{DATA}/{name}")
+                digest.update(_sha256(self.tmp / DATA / name).encode())
+            self.splits[split] = SplitInfo(rows=sum(depth_counts.values()), shards=names, sha256=digest.hexdigest(),
+                                           depths={str(k): depth_counts[k] for k in sorted(depth_counts)})
+        self._pending.clear()
 
     def write_extra(self, name: str, table: pa.Table) -> None:
         """Write a task extra file (e.g. ``kg.parquet``) at the dataset root."""
@@ -154,6 +169,8 @@ class DatasetWriter:
         }
 
     def close(self) -> Path:
+        self._finish_splits()
+        self._pool.shutdown()
         manifest = self.manifest()
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         self.vocab.save(self.tmp / VOCAB)
@@ -169,6 +186,7 @@ class DatasetWriter:
         return self.out
 
     def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> DatasetWriter:

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 SPLITS = ("train", "valid", "test_id", "test_systematic", "test_depth")
 SPLIT_NAME = re.compile(r"^\w+$")
+ID_DIGITS = 9
 
 BASE_FIELDS = [
     pa.field("id", pa.string(), nullable=False),
@@ -27,6 +28,24 @@ def example_schema(extras: list[pa.Field] | None = None) -> pa.Schema:
 
 
 def make_ids(task: str, split: str, start: int, n: int) -> pa.Array:
-    """Stable ids ``task/split/000000123`` for rows ``start .. start+n-1`` of a split."""
-    nums = np.char.zfill(np.arange(start, start + n).astype(str), 9)
-    return pa.array(np.char.add(f"{task}/{split}/", nums), pa.string())
+    """Stable ids ``task/split/000000123`` for rows ``start .. start+n-1`` (built as bytes in numpy)."""
+    prefix = np.frombuffer(f"{task}/{split}/".encode(), np.uint8)
+    buf = np.empty((n, len(prefix) + ID_DIGITS), np.uint8)
+    buf[:, :len(prefix)] = prefix
+    i = np.arange(start, start + n, dtype=np.int64)
+    for k in range(ID_DIGITS):
+        buf[:, -1 - k] = i % 10 + 48
+        i //= 10
+    return fixed_width_strings(buf)
+
+
+def repeat_string(value: str, n: int) -> pa.Array:
+    """A string column holding ``value`` n times (e.g. the split column)."""
+    return fixed_width_strings(np.tile(np.frombuffer(value.encode(), np.uint8), (n, 1)))
+
+
+def fixed_width_strings(buf: np.ndarray) -> pa.Array:
+    """Arrow strings from a (rows, width) uint8 matrix of UTF-8 bytes, zero-copy offsets."""
+    n, width = buf.shape
+    offsets = np.arange(n + 1, dtype=np.int32) * width
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(buf)))

@@ -26,7 +26,7 @@ class Vocab:
         self._index = {t: i for i, t in enumerate(self.tokens)}
         if len(self._index) != len(self.tokens):
             raise ValueError("vocabulary tokens must be unique")
-        self._array = np.array(self.tokens, dtype=object)
+        self._strings = pa.array(self.tokens, pa.string())
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -42,13 +42,15 @@ class Vocab:
     def ids(self, tokens: list[str]) -> np.ndarray:
         return np.array([self._index[t] for t in tokens], dtype=np.int32)
 
-    def render(self, ids: pa.Array | np.ndarray) -> pa.Array:
-        """Render rows of ids (a 2-D int array or an arrow list array) to strings, all in C."""
+    def render(self, ids: pa.Array | np.ndarray, lengths: np.ndarray | None = None) -> pa.Array:
+        """Render rows of token ids to strings: an arrow take + list join, all in C.
+
+        ``ids`` is a 2-D int matrix (ragged rows via ``lengths``) or an arrow list array.
+        """
         if isinstance(ids, np.ndarray):
-            ids = list_array_from_matrix(ids)
+            ids = list_array_from_matrix(ids, lengths)
         ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-        flat = np.asarray(ids.flatten())
-        words = pa.array(self._array[flat], type=pa.string())
+        words = pc.take(self._strings, ids.flatten())
         offsets = pc.subtract(ids.offsets, ids.offsets[0])
         return pc.binary_join(pa.ListArray.from_arrays(offsets, words), self.joiner)
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 from benchgen import seeding
 from benchgen.config import to_dict
 from benchgen.errors import ConfigError
-from benchgen.schema import example_schema, make_ids
+from benchgen.schema import example_schema, make_ids, repeat_string
 from benchgen.vocab import SPECIALS, Vocab, list_array_from_matrix
 
 NAME = "khop"
@@ -237,23 +237,28 @@ def sample_chains(sg: Subgraph, k: int, n: int, rng: np.random.Generator) -> np.
     if total <= ENUMERATE_LIMIT and total <= 8 * n:
         every = enumerate_chains(sg, k)
         return every[rng.choice(len(every), size=n, replace=False)]
-    src = sg.src
     out = np.zeros((0, 2 * k + 1), dtype=np.int32)
     start_cdf = np.cumsum(counts[k] / total)
+    # dense per-entity edge tables: slot j of entity e is edge indptr[e] + j (padding: -1)
+    deg = np.diff(sg.indptr)
+    slots = np.arange(max(int(deg.max()), 1))
+    edge = np.where(slots[None, :] < deg[:, None], sg.indptr[:-1, None] + slots[None, :], -1)
+    # per remaining-hop cumulative choice probabilities within each entity's edges
+    cum = []
+    for remaining in range(k, 0, -1):
+        w = np.where(edge >= 0, counts[remaining - 1][sg.dst[np.maximum(edge, 0)]], 0.0)
+        rowtot = w.sum(axis=1, keepdims=True)
+        c = np.cumsum(np.divide(w, rowtot, out=np.zeros_like(w), where=rowtot > 0), axis=1)
+        # rounding can leave u above the row's last cumulative value: fall back to its last live edge
+        last_live = w.shape[1] - 1 - np.argmax(w[:, ::-1] > 0, axis=1)
+        cum.append((np.where(edge >= 0, c, 2.0), last_live))
     while len(out) < n:
         m = int((n - len(out)) * 1.2) + 64
         cur = np.minimum(np.searchsorted(start_cdf, rng.random(m), side="right"), len(start_cdf) - 1)
         cols = [cur]
-        for remaining in range(k, 0, -1):
-            # Edge weight = walks that continue from its tail; normalised per source row, so the
-            # global cumulative sum rises by exactly 1 per non-empty row (precise for any k).
-            w = counts[remaining - 1][sg.dst]
-            rowtot = counts[remaining][src]
-            p = np.divide(w, rowtot, out=np.zeros_like(w), where=rowtot > 0)
-            cdf = np.cumsum(p)
-            before = np.concatenate([[0.0], cdf])[sg.indptr[cur]]
-            e = np.searchsorted(cdf, before + rng.random(m), side="right")
-            e = np.clip(e, sg.indptr[cur], sg.indptr[cur + 1] - 1)
+        for c, last_live in cum:
+            j = (c[cur] <= rng.random(m)[:, None]).sum(axis=1)
+            e = edge[cur, np.minimum(j, last_live[cur])]
             cols += [sg.rel[e], sg.dst[e]]
             cur = sg.dst[e]
         batch = np.stack(cols, axis=1).astype(np.int32)
@@ -276,30 +281,38 @@ def make_vocab(cfg: KhopConfig) -> Vocab:
     return Vocab(list(SPECIALS) + ents + rels, joiner="")
 
 
-def chains_table(chains: np.ndarray, g: Graph, vocab: Vocab, cfg: KhopConfig, split: str) -> pa.Table:
-    """Rows of one split for chains of one length (ids are filled in later)."""
-    n, width = chains.shape
-    k = (width - 1) // 2
+def split_table(parts: list[np.ndarray], g: Graph, vocab: Vocab, cfg: KhopConfig, split: str,
+                shuffle: np.random.Generator | None = None) -> pa.Table:
+    """Rows of one split from chain arrays of any lengths (padded to one matrix, optionally shuffled)."""
+    K = max((p.shape[1] - 1) // 2 for p in parts)
+    n = sum(len(p) for p in parts)
+    chains = np.full((n, 2 * K + 1), -1, dtype=np.int32)
+    depth = np.empty(n, dtype=np.int32)
+    i = 0
+    for p in parts:
+        chains[i:i + len(p), :p.shape[1]] = p
+        depth[i:i + len(p)] = (p.shape[1] - 1) // 2
+        i += len(p)
+    if shuffle is not None:
+        order = shuffle.permutation(n)
+        chains, depth = chains[order], depth[order]
     ent0, rel0 = len(SPECIALS), len(SPECIALS) + cfg.num_entities
     nodes, rels = chains[:, 0::2], chains[:, 1::2]
-    inputs = np.concatenate([nodes[:, :1] + ent0, rels + rel0], axis=1)
-    target = nodes[:, -1:] + ent0
-    n_ood = g.is_ood[nodes[:, :-1], rels].sum(axis=1).astype(np.int32) if k else np.zeros(n, np.int32)
-    return pa.table({
-        "id": pa.nulls(n, pa.string()),
-        "split": pa.array(np.full(n, split, dtype=object), pa.string()),
-        "depth": pa.array(np.full(n, k, dtype=np.int32)),
-        "input_ids": list_array_from_matrix(inputs),
-        "target_ids": list_array_from_matrix(target),
-        "prompt": vocab.render(inputs),
-        "answer": vocab.render(target),
-        "bridges": list_array_from_matrix(nodes[:, 1:-1]),
-        "n_ood_hops": pa.array(n_ood),
-    })
-
-
-def with_ids(t: pa.Table, split: str, start: int = 0) -> pa.Table:
-    return t.set_column(0, pa.field("id", pa.string(), nullable=False), make_ids(NAME, split, start, t.num_rows)).cast(SCHEMA)
+    has = rels >= 0
+    inputs = np.concatenate([nodes[:, :1] + ent0, np.where(has, rels + rel0, 0)], axis=1)
+    target = nodes[np.arange(n), depth][:, None] + ent0
+    n_ood = (g.is_ood[np.maximum(nodes[:, :-1], 0), np.maximum(rels, 0)] & has).sum(axis=1, dtype=np.int32)
+    return pa.table([
+        make_ids(NAME, split, 0, n),
+        repeat_string(split, n),
+        pa.array(depth),
+        list_array_from_matrix(inputs, depth + 1),
+        list_array_from_matrix(target),
+        vocab.render(inputs, depth + 1),
+        vocab.render(target),
+        list_array_from_matrix(nodes[:, 1:], depth - 1),
+        pa.array(n_ood),
+    ], schema=SCHEMA)
 
 
 def check_populations(cfg: KhopConfig, g: Graph) -> tuple[Subgraph, Subgraph]:
@@ -326,33 +339,28 @@ def build_splits(cfg: KhopConfig, g: Graph, vocab: Vocab, tick: Callable[[str], 
     sid, sood = check_populations(cfg, g)
     counts = cfg.train_counts()
     h, r, t, _ = g.triples()
-    atomics = np.stack([h, r, t], axis=1)
-    train_parts = [chains_table(atomics, g, vocab, cfg, "train")]
-    valid, test_id, systematic, depth = [], [], [], []
+    train, valid, test_id, systematic, depth = [np.stack([h, r, t], axis=1)], [], [], [], []
     for k in cfg.train_hops:
         tick(f"{k}-hop ID")
         chains = sample_chains(sid, k, counts[k] + cfg.valid_per_hop + cfg.test_per_hop,
                                seeding.rng(cfg.seed, NAME, "id", k))
         a, b = counts[k], counts[k] + cfg.valid_per_hop
-        train_parts.append(chains_table(chains[:a], g, vocab, cfg, "train"))
-        valid.append(chains_table(chains[a:b], g, vocab, cfg, "valid"))
-        test_id.append(chains_table(chains[b:], g, vocab, cfg, "test_id"))
+        train.append(chains[:a])
+        valid.append(chains[a:b])
+        test_id.append(chains[b:])
         n_sys = int(min(cfg.systematic_per_hop, sood.n_chains(k)))
         if n_sys:
             tick(f"{k}-hop OOD")
-            chains = sample_chains(sood, k, n_sys, seeding.rng(cfg.seed, NAME, "ood", k))
-            systematic.append(chains_table(chains, g, vocab, cfg, "test_systematic"))
+            systematic.append(sample_chains(sood, k, n_sys, seeding.rng(cfg.seed, NAME, "ood", k)))
     for k in cfg.test_hops:
         tick(f"{k}-hop depth")
-        chains = sample_chains(sid, k, cfg.test_per_hop, seeding.rng(cfg.seed, NAME, "depth", k))
-        depth.append(chains_table(chains, g, vocab, cfg, "test_depth"))
-    train = pa.concat_tables(train_parts)
-    train = train.take(seeding.rng(cfg.seed, NAME, "train", "shuffle").permutation(train.num_rows))
-    for split, parts in (("train", [train]), ("valid", valid), ("test_id", test_id),
+        depth.append(sample_chains(sid, k, cfg.test_per_hop, seeding.rng(cfg.seed, NAME, "depth", k)))
+    shuffle = seeding.rng(cfg.seed, NAME, "train", "shuffle")
+    for split, parts in (("train", train), ("valid", valid), ("test_id", test_id),
                          ("test_systematic", systematic), ("test_depth", depth)):
-        table = pa.concat_tables(parts) if parts else None
-        if table is not None and table.num_rows:
-            yield split, with_ids(table, split)
+        parts = [p for p in parts if len(p)]
+        if parts:
+            yield split, split_table(parts, g, vocab, cfg, split, shuffle if split == "train" else None)
 
 
 def kg_table(g: Graph) -> pa.Table:
