@@ -185,7 +185,7 @@ def plot_accuracy_vs_depth(results: Results, path: Path) -> Path | None:
         a = np.array([r["accuracy"] for r in rows], dtype=float)
         lo = np.array([r["ci_low"] for r in rows], dtype=float)
         hi = np.array([r["ci_high"] for r in rows], dtype=float)
-        ax.errorbar(d, a, yerr=[a - lo, hi - a], marker="o", capsize=3, label=split)
+        ax.errorbar(d, a, yerr=[np.maximum(a - lo, 0), np.maximum(hi - a, 0)], marker="o", capsize=3, label=split)
     de = results.metrics.get("depth_extrapolation", {})
     if de.get("available") and de.get("tau") is not None:
         ax.axhline(de["tau"], color="grey", lw=0.8, ls="--", label=f"tau={de['tau']}")

@@ -332,7 +332,8 @@ def wilson(correct: np.ndarray, n: np.ndarray, z: float = Z95) -> tuple[np.ndarr
         denom = 1 + z * z / n
         center = (p + z * z / (2 * n)) / denom
         half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0)
+    # the bounds bracket p exactly (rounding can leave 1e-17 on the wrong side at p = 0 or 1)
+    return np.clip(center - half, 0.0, np.nan_to_num(p, nan=1.0)), np.clip(center + half, np.nan_to_num(p, nan=0.0), 1.0)
 
 
 CELL_COLUMNS = ["split", "depth", "loops", "n", "correct", "accuracy", "ci_low", "ci_high"]

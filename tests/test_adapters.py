@@ -155,7 +155,7 @@ def test_python_module_spec_limit_and_splits(ds_path, user_file, monkeypatch):
 def test_python_loops_sweep_cells(ds_path, user_file, tmp_path):
     out = tmp_path / "loops"
     res = CliRunner().invoke(main, ["evaluate", str(ds_path), "--model", f"python:{user_file}:hops",
-                                    "--loops", "1-4", "--no-progress", "--no-plots", "--out", str(out)])
+                                    "--loops", "1-4", "--no-progress", "--out", str(out)])
     assert res.exit_code == 0, res.output
     results = json.loads((out / "results.json").read_text())
 
@@ -295,7 +295,7 @@ def test_torchscript_loop_kwarg_sweep(ds_path, walker_file, tmp_path):
     out = tmp_path / "ts"
     res = CliRunner().invoke(main, ["evaluate", str(ds_path), "--model", f"torchscript:{walker_file}",
                                     "--loop-kwarg", "loops", "--loops", "1-4", "--batch-size", "5",
-                                    "--no-progress", "--no-plots", "--out", str(out)])
+                                    "--no-progress", "--out", str(out)])
     assert res.exit_code == 0, res.output
 
     def ok(r, t):
@@ -430,7 +430,7 @@ def test_hf_cli_and_loop_kwarg(ds_path, hf_dir, tmp_path):
 
     plain = tmp_path / "plain"
     r = CliRunner().invoke(main, ["evaluate", str(ds_path), "--model", f"hf:{hf_dir}", "--limit", "6",
-                                  "--batch-size", "4", "--no-progress", "--no-plots", "--out", str(plain)])
+                                  "--batch-size", "4", "--no-progress", "--out", str(plain)])
     assert r.exit_code == 0, r.output
     res = json.loads((plain / "results.json").read_text())
     assert res["coverage"] and res["model"]["spec"] == f"hf:{hf_dir}"
@@ -440,7 +440,7 @@ def test_hf_cli_and_loop_kwarg(ds_path, hf_dir, tmp_path):
     LoopedGPT2.seen.clear()
     r = CliRunner().invoke(main, ["evaluate", str(ds_path), "--model", f"hf:{ldir}", "--loop-kwarg", "num_steps",
                                   "--loops", "1,2", "--limit", "6", "--batch-size", "4", "--no-progress",
-                                  "--no-plots", "--out", str(out)])
+                                  "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert set(LoopedGPT2.seen) == {1, 2}
     preds = pq.read_table(out / "predictions.parquet").to_pylist()

@@ -110,3 +110,18 @@ def test_rerender_and_no_loops_plots(sweep_results, tmp_path):
     md = render_markdown(flat)
     assert "Overthinking" not in md and "| test_id | – | 2 | 1.000 |" in md
     assert summary_lines(flat)[1].split()[:3] == ["test_id", "accuracy", "1.000"]
+
+
+def test_plots_with_zero_and_full_accuracy_cells(tmp_path):
+    """Cells at accuracy 0 and 1 (Wilson bounds exactly at p) must plot without error."""
+    from evaluators.scoring import wilson
+
+    lo, hi = wilson(np.array([0, 12]), np.array([12, 12]))
+    assert lo[0] == 0.0 and hi[1] == 1.0 and hi[0] > 0 and lo[1] < 1
+    d = toy_dataset(tmp_path / "z", {"test_id": [1, 1, 2, 2], "test_depth": [3, 3, 3]})
+    p = oracle_predictions(d).to_pandas()
+    p.loc[p["id"].str.contains("test_depth"), "prediction"] = "wrong"
+    r = evaluate(d, pa.Table.from_pandas(p, preserve_index=False))
+    assert r.metrics["per_split"]["test_depth"]["accuracy"] == 0.0
+    out = write_outputs(r, tmp_path / "out")
+    assert (out / "plots" / "accuracy_vs_depth.png").read_bytes().startswith(PNG)
