@@ -3,8 +3,7 @@
 On CUDA: forward and forward+backward time plus achieved GB/s of the fused Triton op vs the eager
 PyTorch reference vs ``torch.compile`` of the reference, bf16, rows 4K-1M x hidden 256-4096 (a, b, s
 per-channel, every input requiring grad). Prints a markdown table and speed-up ratios. ``--model``
-additionally times whole training steps of the reference model with each junction path, when
-``reference_models.model`` exists and provides ``make_benchmark_step``.
+additionally times whole training steps of the reference model with each junction path.
 
 Without a GPU: runs a small correctness check of the Triton path through ``TRITON_INTERPRET=1`` and
 says that timings are skipped.
@@ -123,38 +122,40 @@ def bench_gpu(max_elems: int, peak_override: float | None) -> None:
     print("\ntargets: x eager >= 2.5, x compile >= 1.1, >= 70% of peak at the largest sizes")
 
 
-def bench_model() -> None:
-    """Whole training-step throughput of the reference model with each junction path.
+def bench_model(d_model: int = 1024, loops: int = 4, batch: int = 16, seq: int = 256) -> None:
+    """Whole training-step throughput (fwd + bwd + AdamW, bf16 autocast) of a reference looped
+    transformer (Parcae injection + LoopFormer conditioning: every junction carries a, b and s)
+    with the Triton junction vs the PyTorch reference junction. Target: >= 1.2x."""
+    import dataclasses
 
-    Needs ``reference_models.model.make_benchmark_step(device) -> (step_fn, tokens_per_step)``; the
-    path is switched through ``BENCHGEN_KERNEL`` (the model's ``backend=None`` defers to it).
-    """
-    try:
-        import importlib
-
-        model_mod = importlib.import_module("reference_models.model")
-    except ImportError as err:
-        print(f"--model: reference_models.model not importable ({err}); skipping model benchmark")
-        return
-    make = getattr(model_mod, "make_benchmark_step", None)
-    if make is None:
-        print("--model: reference_models.model has no make_benchmark_step(device); skipping")
-        return
     from triton.testing import do_bench
 
-    print("\n| junction path | step ms | tokens/s |\n|---|---:|---:|")
-    saved = os.environ.get("BENCHGEN_KERNEL")
-    try:
-        for path in ("triton", "torch"):
-            os.environ["BENCHGEN_KERNEL"] = path
-            step, tokens = make("cuda")
-            ms = do_bench(step)
-            print(f"| {path} | {ms:.2f} | {tokens / (ms * 1e-3):.0f} |")
-    finally:
-        if saved is None:
-            os.environ.pop("BENCHGEN_KERNEL", None)
-        else:
-            os.environ["BENCHGEN_KERNEL"] = saved
+    from reference_models.config import ModelConfig
+    from reference_models.model import LoopedTransformer
+
+    base = ModelConfig(vocab_size=512, max_len=seq, d_model=d_model, n_heads=max(1, d_model // 64), n_prelude=1,
+                       n_block=2, n_coda=1, loops=loops, injection="parcae", conditioning="loopformer",
+                       positions="rotary", kernel="torch")
+    idx = torch.randint(0, 512, (batch, seq), device="cuda")
+    print(f"\n| junction path | step ms | tokens/s |  (d={d_model}, T={loops}, batch {batch}x{seq})\n|---|---:|---:|")
+    times = {}
+    for path in ("torch", "triton"):
+        torch.manual_seed(0)
+        model = LoopedTransformer(dataclasses.replace(base, kernel=path)).cuda()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+
+        def step(model=model, opt=opt):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                logits = model(idx)
+                loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), idx.flatten())
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        times[path] = do_bench(step, warmup=5, rep=50)
+        print(f"| {path} | {times[path]:.2f} | {batch * seq / (times[path] * 1e-3):,.0f} |")
+    print(f"training step speed-up (triton / torch reference): {times['torch'] / times['triton']:.2f}x (target >= 1.2x)")
+
 
 
 def check_cpu() -> int:
