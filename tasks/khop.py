@@ -137,10 +137,10 @@ PRESETS = {
                    "test_per_hop": 750, "systematic_per_hop": 0, "seed": 0},
     },
     "khop-small": {
-        "description": "CPU-sized depth + systematic benchmark: 64 entities, 8 permutation relations, "
-                       "10% OOD, train hops 2-4, test_depth hops 5-6",
-        "config": {"structure": "permutation", "num_entities": 64, "num_relations": 8, "out_degree": 8,
-                   "ood_fraction": 0.1, "train_hops": (2, 3, 4), "test_hops": (5, 6),
+        "description": "CPU-sized depth + systematic benchmark: 96 entities, 8 permutation relations, "
+                       "15% OOD, train hops 2-4 (3000 each), test_depth hops 5-6",
+        "config": {"structure": "permutation", "num_entities": 96, "num_relations": 8, "out_degree": 8,
+                   "ood_fraction": 0.15, "train_hops": (2, 3, 4), "test_hops": (5, 6),
                    "inferred_ratio": None, "train_per_hop": 3000, "valid_per_hop": 200,
                    "test_per_hop": 300, "systematic_per_hop": 300, "seed": 0},
     },

@@ -258,8 +258,7 @@ def test_cli_bad_config(tmp_path, args, needle):
 def test_cli_generate_info_overwrite(tmp_path):
     runner = CliRunner()
     out = tmp_path / "k"
-    r = runner.invoke(main, ["generate", "khop", "--preset", "khop-small", "--train-per-hop", "500",
-                             "--out", str(out), "--no-progress"])
+    r = runner.invoke(main, ["generate", "khop", "--preset", "khop-small", "--out", str(out), "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "test_systematic" in r.output
     before = (out / "manifest.json").read_bytes()
@@ -298,6 +297,15 @@ def test_unknown_preset_and_option():
         build_config(khop.KhopConfig, khop.PRESETS, "nope", {})
     with pytest.raises(BenchgenError, match="bogus"):
         build_config(khop.KhopConfig, khop.PRESETS, None, {"bogus": 1})
+
+
+@pytest.mark.parametrize("preset", list(khop.PRESETS))
+def test_every_preset_fits_its_graph(preset):
+    """Each preset's requested unique queries exist in the graph it builds (no sampling needed)."""
+    cfg = build_config(khop.KhopConfig, khop.PRESETS, preset, {})
+    sid, sood = khop.check_populations(cfg, khop.build_graph(cfg))
+    if cfg.ood_fraction > 0:
+        assert all(sood.n_chains(k) > 0 for k in cfg.train_hops)
 
 
 def test_presets_are_valid_and_sized_as_the_papers():
