@@ -249,6 +249,9 @@ def sample_chains(sg: Subgraph, k: int, n: int, rng: np.random.Generator) -> np.
         w = np.where(edge >= 0, counts[remaining - 1][sg.dst[np.maximum(edge, 0)]], 0.0)
         rowtot = w.sum(axis=1, keepdims=True)
         c = np.cumsum(np.divide(w, rowtot, out=np.zeros_like(w), where=rowtot > 0), axis=1)
+        if np.all((w == w[:, :1]) | (edge < 0)):  # equal weights in every row (e.g. a permutation graph)
+            cum.append((None, None))
+            continue
         # rounding can leave u above the row's last cumulative value: fall back to its last live edge
         last_live = w.shape[1] - 1 - np.argmax(w[:, ::-1] > 0, axis=1)
         cum.append((np.where(edge >= 0, c, 2.0), last_live))
@@ -257,8 +260,11 @@ def sample_chains(sg: Subgraph, k: int, n: int, rng: np.random.Generator) -> np.
         cur = np.minimum(np.searchsorted(start_cdf, rng.random(m), side="right"), len(start_cdf) - 1)
         cols = [cur]
         for c, last_live in cum:
-            j = (c[cur] <= rng.random(m)[:, None]).sum(axis=1)
-            e = edge[cur, np.minimum(j, last_live[cur])]
+            if c is None:
+                e = edge[cur, np.minimum((rng.random(m) * deg[cur]).astype(np.int64), deg[cur] - 1)]
+            else:
+                j = (c[cur] <= rng.random(m)[:, None]).sum(axis=1)
+                e = edge[cur, np.minimum(j, last_live[cur])]
             cols += [sg.rel[e], sg.dst[e]]
             cur = sg.dst[e]
         batch = np.stack(cols, axis=1).astype(np.int32)
@@ -335,11 +341,15 @@ def check_populations(cfg: KhopConfig, g: Graph) -> tuple[Subgraph, Subgraph]:
 
 
 def build_splits(cfg: KhopConfig, g: Graph, vocab: Vocab, tick: Callable[[str], None]) -> Iterator[tuple[str, pa.Table]]:
-    """Yield (split, table) for every non-empty split, ids assigned, train shuffled."""
+    """Yield (split, table) for every non-empty split, ids assigned, train shuffled.
+
+    The ID splits come first, so the writer compresses train while OOD and deeper chains are
+    still being sampled (every split draws from its own seeded stream, so order changes nothing).
+    """
     sid, sood = check_populations(cfg, g)
     counts = cfg.train_counts()
     h, r, t, _ = g.triples()
-    train, valid, test_id, systematic, depth = [np.stack([h, r, t], axis=1)], [], [], [], []
+    train, valid, test_id = [np.stack([h, r, t], axis=1)], [], []
     for k in cfg.train_hops:
         tick(f"{k}-hop ID")
         chains = sample_chains(sid, k, counts[k] + cfg.valid_per_hop + cfg.test_per_hop,
@@ -348,17 +358,23 @@ def build_splits(cfg: KhopConfig, g: Graph, vocab: Vocab, tick: Callable[[str], 
         train.append(chains[:a])
         valid.append(chains[a:b])
         test_id.append(chains[b:])
-        n_sys = int(min(cfg.systematic_per_hop, sood.n_chains(k)))
-        if n_sys:
-            tick(f"{k}-hop OOD")
-            systematic.append(sample_chains(sood, k, n_sys, seeding.rng(cfg.seed, NAME, "ood", k)))
-    for k in cfg.test_hops:
-        tick(f"{k}-hop depth")
-        depth.append(sample_chains(sid, k, cfg.test_per_hop, seeding.rng(cfg.seed, NAME, "depth", k)))
+
+    def systematic() -> Iterator[np.ndarray]:
+        for k in cfg.train_hops:
+            n_sys = int(min(cfg.systematic_per_hop, sood.n_chains(k)))
+            if n_sys:
+                tick(f"{k}-hop OOD")
+                yield sample_chains(sood, k, n_sys, seeding.rng(cfg.seed, NAME, "ood", k))
+
+    def deeper() -> Iterator[np.ndarray]:
+        for k in cfg.test_hops:
+            tick(f"{k}-hop depth")
+            yield sample_chains(sid, k, cfg.test_per_hop, seeding.rng(cfg.seed, NAME, "depth", k))
+
     shuffle = seeding.rng(cfg.seed, NAME, "train", "shuffle")
     for split, parts in (("train", train), ("valid", valid), ("test_id", test_id),
-                         ("test_systematic", systematic), ("test_depth", depth)):
-        parts = [p for p in parts if len(p)]
+                         ("test_systematic", systematic), ("test_depth", deeper)):
+        parts = [p for p in (parts() if callable(parts) else parts) if len(p)]
         if parts:
             yield split, split_table(parts, g, vocab, cfg, split, shuffle if split == "train" else None)
 
