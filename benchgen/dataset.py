@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchgen import __version__
+from benchgen.atomic import check_target, new_temp_dir, swap_into_place
 from benchgen.errors import BenchgenError, DatasetError
 from benchgen.schema import SPLIT_NAME
 from benchgen.vocab import Vocab
@@ -48,16 +48,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_target(out: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing non-empty target unless ``overwrite`` (checked before any work)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BenchgenError(f"--out {out}: exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise BenchgenError(f"--out {out}: already exists and is not empty (pass --overwrite to replace it)")
-    return out
-
-
 @dataclass
 class SplitInfo:
     rows: int
@@ -75,8 +65,7 @@ class DatasetWriter:
         self.out = check_target(out, overwrite).resolve()
         self.task, self.config, self.seed, self.vocab = task, config, seed, vocab
         self.schema, self.description, self.rows_per_shard = schema, description, rows_per_shard
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
+        self.tmp = new_temp_dir(self.out)
         (self.tmp / DATA).mkdir()
         self.splits: dict[str, SplitInfo] = {}
         self._pending: dict[str, tuple[list, dict[int, int]]] = {}
@@ -175,13 +164,7 @@ class DatasetWriter:
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         self.vocab.save(self.tmp / VOCAB)
         (self.tmp / CARD).write_text(render_card(manifest, self.description))
-        backup = None
-        if self.out.exists():
-            backup = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
-            self.out.rename(backup)
-        self.tmp.rename(self.out)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+        swap_into_place(self.tmp, self.out)
         self._done = True
         return self.out
 

@@ -15,10 +15,7 @@ with ``--log_samples`` (each line has ``doc`` — our row, with its ``id`` — a
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -116,6 +113,7 @@ def export_lm_eval(dataset: Dataset, out: str | Path, *, name: str | None = None
     Default splits: every split except train. ``max_gen_toks`` defaults to the longest answer
     in characters plus 8 (a safe upper bound on tokens for any tokenizer).
     """
+    from benchgen.atomic import atomic_dir
     from benchgen.dataset import check_target
 
     out = check_target(out, overwrite)
@@ -150,21 +148,9 @@ def export_lm_eval(dataset: Dataset, out: str | Path, *, name: str | None = None
             files[fname] = _task_yaml(fname[:-5], prefix, paths, d, gen, fp, split)
     files[f"{prefix}.yaml"] = _group_yaml(prefix, split_groups, fp)
     files[f"{DOCS_MODULE}.py"] = _docs_module(sorted(all_depths))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out, overwrite=True) as tmp:  # --overwrite was checked before any work
         for fname, text in files.items():
             (tmp / fname).write_text(text, encoding="utf-8")
-        backup = None
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(backup)
-        tmp.rename(out)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     n_tasks = sum(1 for v in files if v.endswith(".yaml")) - len(split_groups) - 1
     return {"path": out, "group": prefix, "split_groups": split_groups, "tasks": n_tasks,
             "max_gen_toks": gen}

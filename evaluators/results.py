@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,26 +163,10 @@ def write_outputs(results: Results, outdir: str | Path, *, html: bool = False, p
     Everything is built in a temporary directory beside ``outdir`` and renamed into place, so
     an interrupted run never leaves a half-written results directory.
     """
+    from benchgen.atomic import atomic_dir
     from evaluators.report import render_into
 
-    outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise BenchgenError(f"--out {outdir}: exists and is not a directory")
-    if outdir.exists() and any(outdir.iterdir()) and not overwrite:
-        raise BenchgenError(f"--out {outdir}: already exists and is not empty (pass --overwrite to replace it)")
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
-    try:
+    with atomic_dir(outdir, overwrite) as tmp:
         (tmp / RESULTS).write_text(results.dumps())
         render_into(results, tmp, html=html, plots=plots)
-        backup = None
-        if outdir.exists():
-            backup = outdir.with_name(f".{outdir.name}.old-{os.getpid()}")
-            outdir.rename(backup)
-        tmp.rename(outdir)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return outdir
+    return Path(outdir)
