@@ -29,23 +29,31 @@ def example_schema(extras: list[pa.Field] | None = None) -> pa.Schema:
 
 def make_ids(task: str, split: str, start: int, n: int) -> pa.Array:
     """Stable ids ``task/split/000000123`` for rows ``start .. start+n-1`` (built as bytes in numpy)."""
+    digits = max(ID_DIGITS, len(str(max(start + n - 1, 0))))
     prefix = np.frombuffer(f"{task}/{split}/".encode(), np.uint8)
-    buf = np.empty((n, len(prefix) + ID_DIGITS), np.uint8)
+    buf = np.empty((n, len(prefix) + digits), np.uint8)
     buf[:, :len(prefix)] = prefix
     i = np.arange(start, start + n, dtype=np.int64)
-    for k in range(ID_DIGITS):
+    for k in range(digits):
         buf[:, -1 - k] = i % 10 + 48
         i //= 10
-    return fixed_width_strings(buf)
+    return string_array(buf)
 
 
 def repeat_string(value: str, n: int) -> pa.Array:
     """A string column holding ``value`` n times (e.g. the split column)."""
-    return fixed_width_strings(np.tile(np.frombuffer(value.encode(), np.uint8), (n, 1)))
+    return string_array(np.tile(np.frombuffer(value.encode(), np.uint8), (n, 1)))
 
 
-def fixed_width_strings(buf: np.ndarray) -> pa.Array:
-    """Arrow strings from a (rows, width) uint8 matrix of UTF-8 bytes, zero-copy offsets."""
-    n, width = buf.shape
-    offsets = np.arange(n + 1, dtype=np.int32) * width
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(buf)))
+def string_array(chars: np.ndarray, lengths: np.ndarray | None = None) -> pa.Array:
+    """Arrow strings from a uint8 matrix of UTF-8 bytes (rows = strings; optional ragged lengths)."""
+    chars = np.ascontiguousarray(chars, dtype=np.uint8)
+    n, width = chars.shape
+    if lengths is None:
+        offsets = np.arange(n + 1, dtype=np.int32) * width
+        data = chars.reshape(-1)
+    else:
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        data = chars[np.arange(width)[None, :] < np.asarray(lengths)[:, None]]
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data.tobytes()))

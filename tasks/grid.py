@@ -208,7 +208,7 @@ def split_tables(task: str, grid: Grid, sampler: CellSampler, counts: Counts, se
     def with_ids(tables: Iterator[pa.Table], split: str) -> Iterator[pa.Table]:
         start = 0
         for t in tables:
-            ids = row_ids(task, split, start, t.num_rows)
+            ids = make_ids(task, split, start, t.num_rows)
             start += t.num_rows
             tick(t.num_rows)
             yield pa.Table.from_arrays([ids, *t.columns], schema=schema)
@@ -258,18 +258,6 @@ def shuffle_merge(parts: list[pa.Table], rng: np.random.Generator) -> pa.Table:
     return pa.concat_tables(parts).take(perm)
 
 
-def row_ids(task: str, split: str, start: int, n: int) -> pa.Array:
-    """``task/split/000000123`` ids (the format of benchgen.schema.make_ids), built as bytes."""
-    nums = np.arange(start, start + n, dtype=np.int64)
-    if n and start + n > 10**9:
-        return make_ids(task, split, start, n)
-    prefix = np.frombuffer(f"{task}/{split}/".encode(), np.uint8)
-    chars = np.empty((n, len(prefix) + 9), dtype=np.uint8)
-    chars[:, :len(prefix)] = prefix
-    chars[:, len(prefix):] = nums[:, None] // 10 ** np.arange(8, -1, -1, dtype=np.int64) % 10 + ord("0")
-    return string_array(chars)
-
-
 def total_rows(grid: Grid, counts: Counts) -> int:
     n_train = len(grid.train_cells())
     return (n_train * (counts.train + counts.valid + counts.test)
@@ -290,20 +278,6 @@ def write_grid_dataset(*, task: str, grid: Grid, sampler: CellSampler, counts: C
         for split, tables in split_tables(task, grid, sampler, counts, seed, option, schema, bar.update):
             writer.write_split(split, tables)
     return Path(out)
-
-
-def string_array(chars: np.ndarray, lengths: np.ndarray | None = None) -> pa.Array:
-    """Arrow strings from a uint8 character matrix (rows = strings; optional ragged lengths)."""
-    chars = np.ascontiguousarray(chars, dtype=np.uint8)
-    n, width = chars.shape
-    if lengths is None:
-        offsets = np.arange(n + 1, dtype=np.int32) * width
-        data = chars.reshape(-1)
-    else:
-        offsets = np.zeros(n + 1, dtype=np.int32)
-        np.cumsum(lengths, out=offsets[1:])
-        data = chars[np.arange(width)[None, :] < np.asarray(lengths)[:, None]]
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data.tobytes()))
 
 
 # --- audit helpers (plain Python, independent of the generator above) ------------------------------

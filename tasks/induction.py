@@ -49,9 +49,9 @@ import pyarrow as pa
 
 from benchgen.config import to_dict
 from benchgen.errors import ConfigError
-from benchgen.schema import example_schema
+from benchgen.schema import example_schema, string_array
 from benchgen.vocab import SPECIALS, Vocab, list_array_from_matrix
-from tasks.grid import Cell, Counts, Grid, check_population, string_array, write_grid_dataset
+from tasks.grid import Cell, Counts, Grid, check_population, write_grid_dataset
 
 NAME = "induction"
 DESCRIPTION = "p-hop induction over short alphabets (held-out (p, length) cells + more hops)"

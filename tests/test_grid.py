@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchgen.errors import ConfigError
+from benchgen.schema import make_ids, string_array
 from tasks import grid
-from tasks.grid import Grid, UniqueCell, plan_rows, row_hash, string_array
+from tasks.grid import Grid, UniqueCell, plan_rows, row_hash
 
 
 def test_cells_of_each_family():
@@ -111,3 +112,8 @@ def test_plan_rows_and_string_array():
     chars = np.frombuffer(b"abcdefgh", np.uint8).reshape(2, 4)
     assert string_array(chars).to_pylist() == ["abcd", "efgh"]
     assert string_array(chars, np.array([1, 3])).to_pylist() == ["a", "efg"]
+
+
+def test_make_ids_format_and_wide_counters():
+    assert make_ids("t", "s", 8, 3).to_pylist() == ["t/s/000000008", "t/s/000000009", "t/s/000000010"]
+    assert make_ids("t", "s", 999_999_999, 2).to_pylist() == ["t/s/0999999999", "t/s/1000000000"]
