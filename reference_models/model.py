@@ -22,7 +22,6 @@ the first T-m iterations without building a graph (Huginn / Parcae).
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
@@ -31,8 +30,6 @@ import torch.nn.functional as F
 
 from reference_models.config import ModelConfig
 from reference_models.kernels import junction as _junction
-
-_HAS_BACKEND = "backend" in inspect.signature(_junction).parameters
 
 
 def rmsnorm(x: torch.Tensor, s: torch.Tensor | None, eps: float) -> torch.Tensor:
@@ -128,9 +125,7 @@ class LoopedTransformer(nn.Module):
         backend = None if cfg.kernel == "auto" else cfg.kernel
 
         def junction(h, z, a=None, b=None, s=None):
-            if _HAS_BACKEND:
-                return _junction(h, z, a, b, s, cfg.eps, backend=backend)
-            return _junction(h, z, a, b, s, cfg.eps)
+            return _junction(h, z, a, b, s, cfg.eps, backend=backend)
 
         self.junction = junction
         self.wte = nn.Embedding(cfg.vocab_size, D)
