@@ -49,9 +49,9 @@ class KhopConfig:
                 "permutation: every relation is a bijection of the entities (Loop-Think-Generalize)"})
     num_entities: int = field(default=200, metadata={"help": "number of entities <e_i>"})
     num_relations: int = field(default=20, metadata={"help": "number of relations <r_j>"})
-    out_degree: int = field(default=5, metadata={
+    out_degree: int = field(default=10, metadata={
         "help": "outgoing relations per entity (must equal num-relations for permutation)"})
-    ood_fraction: float = field(default=0.05, metadata={
+    ood_fraction: float = field(default=0.1, metadata={
         "help": "share of atomic triples marked OOD (chosen by triple, not by entity)"})
     train_hops: tuple[int, ...] = field(default=(2,), metadata={
         "help": "composition depths in training, e.g. 2 or 2-5 (1-hop atomics are always in train)"})
