@@ -157,28 +157,41 @@ def bench_model(d_model: int = 1024, loops: int = 4, batch: int = 16, seq: int =
     print(f"training step speed-up (triton / torch reference): {times['torch'] / times['triton']:.2f}x (target >= 1.2x)")
 
 
+def check_correctness(device: str) -> int:
+    """Triton path vs reference (values and all five gradients) at ragged shapes on ``device``.
 
-def check_cpu() -> int:
-    """No GPU: compare the interpreted Triton path with the reference on a few small shapes."""
-    print("no CUDA GPU present: timings skipped; running an interpreter correctness check instead")
-    if not HAS_TRITON:
-        print("triton is not installed; nothing to check (pip install 'benchgen[kernels]')")
-        return 0
-    worst = 0.0
-    for rows, hidden, dtype in ((7, 40, torch.float32), (33, 130, torch.bfloat16), (5, 256, torch.float16)):
-        leaves, grads = _inputs(rows, hidden, dtype, "cpu")
+    fp32 must agree to 1e-4 (relative to the largest value); bf16/fp16 to 2e-2. On CPU this runs
+    through the interpreter; on CUDA it is the compiled kernels' correctness check.
+    """
+    shapes = [(7, 40, torch.float32), (33, 130, torch.bfloat16), (5, 256, torch.float16)]
+    if device == "cuda":
+        shapes += [(4099, 1000, torch.float32), (4099, 1000, torch.bfloat16), (1025, 4096, torch.float16),
+                   (3, 8192, torch.bfloat16)]
+    bad = []
+    for rows, hidden, dtype in shapes:
+        leaves, grads = _inputs(rows, hidden, dtype, device)
         results = []
         for fn in (junction_triton, junction_reference):
             outs = fn(*leaves)
             results.append([*outs, *torch.autograd.grad(outs, leaves, grads)])
         errs = [((x.float() - y.float()).abs().max() / y.float().abs().max().clamp_min(1)).item()
                 for x, y in zip(*results)]  # fmt: skip
-        worst = max(worst, max(errs) if dtype == torch.float32 else 0.0)
-        print(f"rows={rows} H={hidden} {dtype}: max rel err (h', y, dh, dz, da, db, ds) = "
+        tol = 1e-4 if dtype == torch.float32 else 2e-2
+        if max(errs) > tol:
+            bad.append((rows, hidden, dtype, max(errs)))
+        print(f"{device} rows={rows} H={hidden} {dtype}: max rel err (h', y, dh, dz, da, db, ds) = "
               + ", ".join(f"{e:.1e}" for e in errs))  # fmt: skip
-    ok = worst < 1e-4
-    print("correctness check", "passed" if ok else f"FAILED (fp32 max rel err {worst:.2e})")
-    return 0 if ok else 1
+    print("correctness check", "passed" if not bad else f"FAILED: {bad}")
+    return 0 if not bad else 1
+
+
+def check_cpu() -> int:
+    """No GPU: the interpreter correctness check only."""
+    print("no CUDA GPU present: timings skipped; running an interpreter correctness check instead")
+    if not HAS_TRITON:
+        print("triton is not installed; nothing to check (pip install 'benchgen[kernels]')")
+        return 0
+    return check_correctness("cpu")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         return check_cpu()
     if not HAS_TRITON:
         print("triton is not installed; install with pip install 'benchgen[kernels]'")
+        return 1
+    print(f"torch {torch.__version__}, triton {__import__('triton').__version__}, {torch.cuda.get_device_name()}")
+    if check_correctness("cuda"):
         return 1
     bench_gpu(args.max_elems, args.peak_gbps)
     if args.model:
