@@ -73,7 +73,6 @@ class DatasetWriter:
         # dictionary-encode only low-cardinality columns: ids/prompts gain nothing and cost time
         self.dictionary_columns = [n for n in ("split", "depth", "width") if n in schema.names]
         self.extras: dict[str, str] = {}
-        self._done = False
 
     # -- writing -------------------------------------------------------------------------
     def write_split(self, split: str, tables: Iterable[pa.Table]) -> None:
@@ -165,7 +164,6 @@ class DatasetWriter:
         self.vocab.save(self.tmp / VOCAB)
         (self.tmp / CARD).write_text(render_card(manifest, self.description))
         swap_into_place(self.tmp, self.out)
-        self._done = True
         return self.out
 
     def abort(self) -> None:

@@ -163,8 +163,6 @@ def test_shard_naming_and_manifest(tmp_path, monkeypatch):
     import benchgen.dataset as bd
 
     cfg = build_config(khop.KhopConfig, khop.PRESETS, None, SMALL)
-    monkeypatch.setattr(bd, "DEFAULT_ROWS_PER_SHARD", 300)
-    # DatasetWriter's default is read at definition time; pass through a wrapper instead
     orig = bd.DatasetWriter.__init__
 
     def init(self, *a, **k):
