@@ -192,47 +192,33 @@ def generate(cfg: AdditionConfig, out: str | Path, overwrite: bool = False, prog
 # --- audit: plain Python, shares no code with the generator ----------------------------------------
 def audit(dataset) -> list[str]:
     """Recompute every answer with Python integers from the prompt text and check the splits."""
-    from tasks.grid import audit_cells
+    from tasks.grid import audit_grid
 
-    cfg = dataset.config
-    tokens = dataset.vocab.tokens
-    cells: dict[str, list[Cell]] = {}
-    queries: dict[str, list[tuple]] = {}
-    problems: list[str] = []
-    cols = ["depth", "input_ids", "target_ids", "prompt", "answer", "width", "carries"]
-    for split in dataset.splits:
-        bad: dict[str, int] = {}
-        cells[split], queries[split] = [], []
-        for batch in dataset.iter_batches(split, columns=cols):
-            b = batch.to_pydict()
-            for depth, inp, tgt, prompt, answer, width, carries in zip(*(b[c] for c in cols)):
-                if not prompt.endswith(" =") or any(not o.isdigit() for o in prompt[:-2].split(" + ")):
-                    bad["prompt is not 'a + b + ... ='"] = bad.get("prompt is not 'a + b + ... ='", 0) + 1
-                    continue
-                ops = prompt[:-2].split(" + ")
-                msgs = []
-                if len(ops) != depth:
-                    msgs.append("depth != number of operands")
-                if any(len(o) != width for o in ops):
-                    msgs.append("an operand's digit count != width")
-                if "".join(tokens[i] for i in inp) != prompt.replace(" ", ""):
-                    msgs.append("input_ids do not spell the prompt")
-                expected = str(sum(int(o) for o in ops))
-                if cfg.get("reverse_answer"):
-                    expected = expected[::-1]
-                if answer != expected:
-                    msgs.append("answer != Python integer sum of the operands")
-                if "".join(tokens[i] for i in tgt) != answer:
-                    msgs.append("target_ids do not spell the answer")
-                carry, count = 0, 0
-                for j in reversed(range(width)):
-                    carry = (sum(int(o[j]) for o in ops) + carry) // 10
-                    count += carry > 0
-                if carries != count:
-                    msgs.append("carries != carry positions of column addition")
-                for msg in msgs:
-                    bad[msg] = bad.get(msg, 0) + 1
-                cells[split].append((depth, width))
-                queries[split].append(tuple(inp))
-        problems += [f"split '{split}': {msg} ({n} rows)" for msg, n in bad.items()]
-    return problems + audit_cells(cells, queries, cfg, "train_operands", "train_widths", "test_operands")
+    reverse, tokens = dataset.config.get("reverse_answer"), dataset.vocab.tokens
+
+    def check_row(row: dict) -> tuple[list[str], bool]:
+        prompt, answer, width = row["prompt"], row["answer"], row["width"]
+        if not prompt.endswith(" =") or any(not o.isdigit() for o in prompt[:-2].split(" + ")):
+            return ["prompt is not 'a + b + ... ='"], False
+        ops = prompt[:-2].split(" + ")
+        msgs = []
+        if len(ops) != row["depth"]:
+            msgs.append("depth != number of operands")
+        if any(len(o) != width for o in ops):
+            msgs.append("an operand's digit count != width")
+        if "".join(tokens[i] for i in row["input_ids"]) != prompt.replace(" ", ""):
+            msgs.append("input_ids do not spell the prompt")
+        expected = str(sum(int(o) for o in ops))
+        if answer != (expected[::-1] if reverse else expected):
+            msgs.append("answer != Python integer sum of the operands")
+        if "".join(tokens[i] for i in row["target_ids"]) != answer:
+            msgs.append("target_ids do not spell the answer")
+        carry, count = 0, 0
+        for j in reversed(range(width)):
+            carry = (sum(int(o[j]) for o in ops) + carry) // 10
+            count += carry > 0
+        if row["carries"] != count:
+            msgs.append("carries != carry positions of column addition")
+        return msgs, True
+
+    return audit_grid(dataset, ["carries"], check_row, "train_operands", "train_widths", "test_operands")

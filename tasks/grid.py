@@ -289,6 +289,31 @@ def expected_cells(cfg: dict, depth_key: str, width_key: str, test_key: str) -> 
     return {"train": train, "valid": train, "test_id": train, "test_systematic": held, "test_depth": depth}
 
 
+def audit_grid(dataset, extra_cols: list[str], check_row, depth_key: str, width_key: str,
+               test_key: str) -> list[str]:
+    """Run ``check_row(row) -> (problems, well_formed)`` over every row (plain Python), then check
+    the split guarantees on the (depth, width) cells and queries of the well-formed rows."""
+    cols = ["depth", "input_ids", "target_ids", "prompt", "answer", "width", *extra_cols]
+    cells: dict[str, list[Cell]] = {}
+    queries: dict[str, list[tuple]] = {}
+    problems: list[str] = []
+    for split in dataset.splits:
+        bad: dict[str, int] = {}
+        cells[split], queries[split] = [], []
+        for batch in dataset.iter_batches(split, columns=cols):
+            b = batch.to_pydict()
+            for values in zip(*(b[c] for c in cols)):
+                row = dict(zip(cols, values))
+                msgs, well_formed = check_row(row)
+                for msg in msgs:
+                    bad[msg] = bad.get(msg, 0) + 1
+                if well_formed:
+                    cells[split].append((row["depth"], row["width"]))
+                    queries[split].append(tuple(row["input_ids"]))
+        problems += [f"split '{split}': {msg} ({n} rows)" for msg, n in bad.items()]
+    return problems + audit_cells(cells, queries, dataset.config, depth_key, width_key, test_key)
+
+
 def audit_cells(cells_by_split: dict[str, list[Cell]], queries: dict[str, list[tuple]], cfg: dict,
                 depth_key: str, width_key: str, test_key: str) -> list[str]:
     """Split guarantees on (depth, width) cells and query overlap, from decoded rows."""

@@ -259,52 +259,40 @@ def find1(v: list[str], i: int) -> int:
 
 def audit(dataset) -> list[str]:
     """Re-run find_p on every decoded sequence and check answers, chains and the splits."""
-    from tasks.grid import audit_cells
+    from tasks.grid import audit_grid
 
-    cfg = dataset.config
     tokens = dataset.vocab.tokens
-    cells: dict[str, list[Cell]] = {}
-    queries: dict[str, list[tuple]] = {}
-    problems: list[str] = []
-    cols = ["depth", "input_ids", "target_ids", "prompt", "answer", "width", "chain_positions"]
-    for split in dataset.splits:
-        bad: dict[str, int] = {}
-        cells[split], queries[split] = [], []
-        for batch in dataset.iter_batches(split, columns=cols):
-            b = batch.to_pydict()
-            for depth, inp, tgt, prompt, answer, width, chain in zip(*(b[c] for c in cols)):
-                text = "".join(tokens[i] for i in inp)
-                head, sep, letters = text.partition("|")
-                msgs = []
-                if not sep or not head.isdigit() or not letters.isalpha() or len(letters) != len(inp) - len(head) - 1:
-                    bad["input is not 'p|letters'"] = bad.get("input is not 'p|letters'", 0) + 1
-                    continue
-                p = int(head)
-                if p != depth:
-                    msgs.append("depth != p written in the input")
-                if len(letters) != width:
-                    msgs.append("width != sequence length")
-                if prompt != text:
-                    msgs.append("prompt != rendered input_ids")
-                v = [""] + list(letters)
-                i, visited = len(letters), [len(letters)]
-                for _ in range(p):
-                    i = find1(v, i)
-                    visited.append(i)
-                    if i == 0:
-                        break
-                if i == 0:
-                    msgs.append("the p-hop chain reaches position 0 (no answer)")
-                else:
-                    if answer != v[i]:
-                        msgs.append("answer != v[find_p(v, n)]")
-                    if chain != visited:
-                        msgs.append("chain_positions != positions visited by find_1..find_p")
-                if "".join(tokens[t] for t in tgt) != answer:
-                    msgs.append("target_ids do not spell the answer")
-                for msg in msgs:
-                    bad[msg] = bad.get(msg, 0) + 1
-                cells[split].append((depth, width))
-                queries[split].append(tuple(inp))
-        problems += [f"split '{split}': {msg} ({n} rows)" for msg, n in bad.items()]
-    return problems + audit_cells(cells, queries, cfg, "train_hops", "train_lengths", "test_hops")
+
+    def check_row(row: dict) -> tuple[list[str], bool]:
+        inp, answer = row["input_ids"], row["answer"]
+        text = "".join(tokens[i] for i in inp)
+        head, sep, letters = text.partition("|")
+        if not sep or not head.isdigit() or not letters.isalpha() or len(letters) != len(inp) - len(head) - 1:
+            return ["input is not 'p|letters'"], False
+        p = int(head)
+        msgs = []
+        if p != row["depth"]:
+            msgs.append("depth != p written in the input")
+        if len(letters) != row["width"]:
+            msgs.append("width != sequence length")
+        if row["prompt"] != text:
+            msgs.append("prompt != rendered input_ids")
+        v = [""] + list(letters)
+        i, visited = len(letters), [len(letters)]
+        for _ in range(p):
+            i = find1(v, i)
+            visited.append(i)
+            if i == 0:
+                break
+        if i == 0:
+            msgs.append("the p-hop chain reaches position 0 (no answer)")
+        else:
+            if answer != v[i]:
+                msgs.append("answer != v[find_p(v, n)]")
+            if row["chain_positions"] != visited:
+                msgs.append("chain_positions != positions visited by find_1..find_p")
+        if "".join(tokens[t] for t in row["target_ids"]) != answer:
+            msgs.append("target_ids do not spell the answer")
+        return msgs, True
+
+    return audit_grid(dataset, ["chain_positions"], check_row, "train_hops", "train_lengths", "test_hops")
