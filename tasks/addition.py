@@ -26,7 +26,7 @@ from benchgen.config import to_dict
 from benchgen.errors import ConfigError
 from benchgen.schema import example_schema, string_array
 from benchgen.vocab import SPECIALS, Vocab, list_array_from_matrix
-from tasks.grid import Cell, Counts, Grid, check_population, write_grid_dataset
+from tasks.grid import Cell, Counts, Grid, check_counts, check_populations, write_grid_dataset
 
 NAME = "addition"
 DESCRIPTION = "multi-operand addition of zero-padded numbers (held-out (n, width) cells + more operands)"
@@ -76,18 +76,10 @@ class AdditionConfig:
         bad = [w for w in self.train_widths if not 1 <= w <= MAX_WIDTH]
         if bad:
             raise ConfigError("train_widths", f"widths must be in 1..{MAX_WIDTH}, got {bad}")
-        if self.train_per_cell < 1:
-            raise ConfigError("train_per_cell", f"expected at least 1, got {self.train_per_cell}")
-        for name in ("valid_per_cell", "test_per_cell"):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, f"expected a non-negative count, got {getattr(self, name)}")
+        check_counts(self.counts())
         grid = self.grid()
         grid.validate()
-        s = Sampler(self)
-        need = self.train_per_cell + self.valid_per_cell + self.test_per_cell
-        check_population(s, grid.train_cells(), need, "train_per_cell", "train + valid + test per cell")
-        check_population(s, grid.systematic_cells() + grid.depth_cells(), self.test_per_cell,
-                         "test_per_cell", "test per cell")
+        check_populations(Sampler(self), grid, self.counts())
 
 
 PRESETS = {

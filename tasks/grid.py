@@ -120,6 +120,23 @@ def check_population(sampler: CellSampler, cells: list[Cell], need: int, option:
                               f"asked {need:,} unique ({what})")
 
 
+def check_counts(counts: Counts) -> None:
+    """Per-cell sizes: at least one train row, no negative valid/test counts."""
+    if counts.train < 1:
+        raise ConfigError("train_per_cell", f"expected at least 1, got {counts.train}")
+    for name, v in (("valid_per_cell", counts.valid), ("test_per_cell", counts.test)):
+        if v < 0:
+            raise ConfigError(name, f"expected a non-negative count, got {v}")
+
+
+def check_populations(sampler: CellSampler, grid: Grid, counts: Counts) -> None:
+    """Every cell holds the distinct rows its splits ask for (checked before any work)."""
+    need = counts.train + counts.valid + counts.test
+    check_population(sampler, grid.train_cells(), need, "train_per_cell", "train + valid + test per cell")
+    check_population(sampler, grid.systematic_cells() + grid.depth_cells(), counts.test,
+                     "test_per_cell", "test per cell")
+
+
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 

@@ -51,7 +51,7 @@ from benchgen.config import to_dict
 from benchgen.errors import ConfigError
 from benchgen.schema import example_schema, string_array
 from benchgen.vocab import SPECIALS, Vocab, list_array_from_matrix
-from tasks.grid import Cell, Counts, Grid, check_population, write_grid_dataset
+from tasks.grid import Cell, Counts, Grid, check_counts, check_populations, write_grid_dataset
 
 NAME = "induction"
 DESCRIPTION = "p-hop induction over short alphabets (held-out (p, length) cells + more hops)"
@@ -104,11 +104,7 @@ class InductionConfig:
         bad = [n for n in self.train_lengths if not 3 <= n <= MAX_LENGTH]
         if bad:
             raise ConfigError("train_lengths", f"lengths must be in 3..{MAX_LENGTH}, got {bad}")
-        if self.train_per_cell < 1:
-            raise ConfigError("train_per_cell", f"expected at least 1, got {self.train_per_cell}")
-        for name in ("valid_per_cell", "test_per_cell"):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, f"expected a non-negative count, got {getattr(self, name)}")
+        check_counts(self.counts())
         grid = self.grid()
         grid.validate()
         for option, cells in (("train_hops", grid.train_cells()), ("held_out", grid.systematic_cells()),
@@ -116,11 +112,7 @@ class InductionConfig:
             for p, n in cells:
                 if p > n - 2:
                     raise ConfigError(option, f"cell {p}x{n}: a {p}-hop chain needs length >= {p + 2}")
-        s = Sampler(self)
-        need = self.train_per_cell + self.valid_per_cell + self.test_per_cell
-        check_population(s, grid.train_cells(), need, "train_per_cell", "train + valid + test per cell")
-        check_population(s, grid.systematic_cells() + grid.depth_cells(), self.test_per_cell,
-                         "test_per_cell", "test per cell")
+        check_populations(Sampler(self), grid, self.counts())
 
 
 PRESETS = {
