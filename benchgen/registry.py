@@ -11,17 +11,17 @@ from benchgen.errors import BenchgenError
 # ({name: {"description": str, "config": dict}}), generate(cfg, out, overwrite=False,
 # progress=True) -> Path, and audit(dataset) -> list[str] (violations; empty = clean).
 TASKS: dict[str, str] = {
-    "khop": "tasks.khop",
-    "addition": "tasks.addition",
-    "induction": "tasks.induction",
+    "khop": "benchgen.tasks.khop",
+    "addition": "benchgen.tasks.addition",
+    "induction": "benchgen.tasks.induction",
 }
 
 # Model adapters for ``--model SCHEME:ARG``: "module:factory", factory(arg, **options) -> adapter.
 ADAPTERS: dict[str, str] = {
-    "hf": "evaluators.adapters.hf:load",
-    "torchscript": "evaluators.adapters.torchscript:load",
-    "python": "evaluators.adapters.python_callable:load",
-    "reference": "reference_models.adapter:load_adapter",
+    "hf": "benchgen.evaluators.adapters.hf:load",
+    "torchscript": "benchgen.evaluators.adapters.torchscript:load",
+    "python": "benchgen.evaluators.adapters.python_callable:load",
+    "reference": "benchgen.reference_models.adapter:load_adapter",
 }
 
 

@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--shuffled", action="store_true", help="also time predictions in random row order")
     ap.add_argument("--file", action="store_true", help="also time reading the predictions from a parquet file")
     args = ap.parse_args()
-    import evaluators
+    import benchgen.evaluators as evaluators
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def build(root: Path, examples: int):
     import torch
+    from benchgen.tasks import khop
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     from benchgen.config import build_config
     from benchgen.dataset import load
-    from tasks import khop
 
     per_hop = max(examples // 2, 8)
     cfg = build_config(khop.KhopConfig, khop.PRESETS, None, {
@@ -51,7 +51,7 @@ def build(root: Path, examples: int):
 def timed(ds, spec: str, batch: int, device: str, splits: list[str], limit: int | None,
           repeats: int = 2) -> tuple[float, int]:
     """Best of ``repeats`` timed passes after one untimed warm-up pass (every prompt shape seen)."""
-    from evaluators.run_model import build_adapter, run_model
+    from benchgen.evaluators.run_model import build_adapter, run_model
 
     adapter = build_adapter(spec, ds, device=device)
     run_model(ds, adapter, splits=splits, batch_size=batch, limit=limit, progress=False)  # warm-up

@@ -83,7 +83,7 @@ def memory_rate(task: str, preset: str) -> tuple[int, float]:
     """(rows, seconds) of building every split of a grid preset as arrow tables in memory (sampling,
     dedup, rendering, ids, train shuffle; no parquet write): the like-for-like figure against
     reasoning-gym, which also returns in-memory examples."""
-    from tasks.grid import split_tables
+    from benchgen.tasks.grid import split_tables
 
     mod = get_task(task)
     cfg = build_config(mod.CONFIG, mod.PRESETS, preset, {})
@@ -100,9 +100,8 @@ def sampler_rate(preset: str, width: int, rows: int = 131072) -> float:
     """Sequences/s of the p-hop sampler alone (draw, dedup hash, arrow rows) on ``preset``'s
     training cells of sequence length ``width``."""
     import numpy as np
-
-    from tasks import induction
-    from tasks.grid import row_hash
+    from benchgen.tasks import induction
+    from benchgen.tasks.grid import row_hash
 
     cfg = build_config(induction.InductionConfig, induction.PRESETS, preset, {})
     s = induction.Sampler(cfg)

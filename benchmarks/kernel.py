@@ -31,7 +31,7 @@ if not torch.cuda.is_available():  # must be set before the kernels are decorate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from reference_models.kernels.junction import (  # noqa: E402 - after the interpreter switch
+from benchgen.reference_models.kernels.junction import (  # noqa: E402 - after the interpreter switch
     HAS_TRITON,
     junction_reference,
     junction_triton,
@@ -128,10 +128,9 @@ def bench_model(d_model: int = 1024, loops: int = 4, batch: int = 16, seq: int =
     with the Triton junction vs the PyTorch reference junction. Target: >= 1.2x."""
     import dataclasses
 
+    from benchgen.reference_models.config import ModelConfig
+    from benchgen.reference_models.model import LoopedTransformer
     from triton.testing import do_bench
-
-    from reference_models.config import ModelConfig
-    from reference_models.model import LoopedTransformer
 
     base = ModelConfig(vocab_size=512, max_len=seq, d_model=d_model, n_heads=max(1, d_model // 64), n_prelude=1,
                        n_block=2, n_coda=1, loops=loops, injection="parcae", conditioning="loopformer",

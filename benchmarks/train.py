@@ -19,9 +19,9 @@ SHAPES = {"khop": (6, 58), "addition": (16, 16)}  # (sequence length, vocab size
 
 
 def bench(preset: str, device: str, steps: int, warmup: int, loops: int | None = None) -> float:
-    from reference_models.config import resolve
-    from reference_models.model import LoopedTransformer
-    from reference_models.train import LossModel, param_groups
+    from benchgen.reference_models.config import resolve
+    from benchgen.reference_models.model import LoopedTransformer
+    from benchgen.reference_models.train import LossModel, param_groups
 
     mc, tc = resolve(preset)
     length, vocab = SHAPES["addition" if "addition" in preset else "khop"]
@@ -68,7 +68,7 @@ def main() -> None:
     print(f"{'preset':<24} {'device':<6} {'T':>3} {'tokens/s':>12}")
     for preset in args.presets.split(","):
         for dev in devices:
-            from reference_models.config import resolve
+            from benchgen.reference_models.config import resolve
 
             T = resolve(preset)[0].loops
             tps = bench(preset, dev, args.steps, args.warmup)

@@ -2,7 +2,7 @@
 
 Public API (the CLI's ``evaluate`` / ``report`` / ``predict-oracle`` call exactly these)::
 
-    from evaluators import evaluate, write_outputs, Results
+    from benchgen.evaluators import evaluate, write_outputs, Results
     results = evaluate("data/khop", "preds.parquet", model_name="my-model")
     write_outputs(results, "eval/my-model", html=True)
     Results.from_json("eval/my-model/results.json")
@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evaluators.metrics import MetricSettings, compute_metrics
-from evaluators.oracle import oracle_predictions
-from evaluators.predictions import load_predictions, read_predictions, validate_predictions, write_predictions
-from evaluators.report import render_html, render_markdown, rerender
-from evaluators.results import SCHEMA_VERSION, Results, write_outputs
-from evaluators.scoring import Normalization, Scored, cells, resolve_dataset, score
+from benchgen.evaluators.metrics import MetricSettings, compute_metrics
+from benchgen.evaluators.oracle import oracle_predictions
+from benchgen.evaluators.predictions import (
+    load_predictions,
+    read_predictions,
+    validate_predictions,
+    write_predictions,
+)
+from benchgen.evaluators.report import render_html, render_markdown, rerender
+from benchgen.evaluators.results import SCHEMA_VERSION, Results, write_outputs
+from benchgen.evaluators.scoring import Normalization, Scored, cells, resolve_dataset, score
 
 __all__ = [
     "evaluate", "Results", "MetricSettings", "Normalization", "Scored", "SCHEMA_VERSION",

@@ -97,7 +97,7 @@ def _row(results, source: str, baseline: bool) -> Row:
 
 def load_rows(paths: Sequence[str | Path], baselines: Sequence[str | Path] = ()) -> tuple[list[Row], dict]:
     """Read results files (or dirs holding results.json); refuse mixed dataset fingerprints."""
-    from evaluators.results import Results
+    from benchgen.evaluators.results import Results
 
     entries = [(p, False) for p in paths] + [(p, True) for p in baselines]
     if not entries:

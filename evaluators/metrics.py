@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from benchgen.evaluators.scoring import Scored, wilson
 
 from benchgen.errors import BenchgenError
-from evaluators.scoring import Scored, wilson
 
 EPS = 1e-9  # tolerance on threshold comparisons (accuracies are ratios of integers)
 

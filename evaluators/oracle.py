@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from benchgen.evaluators.scoring import _compare_token_ids, resolve_dataset
 
 from benchgen.errors import BenchgenError
 from benchgen.seeding import rng as make_rng
-from evaluators.scoring import _compare_token_ids, resolve_dataset
 
 WRONG = "<wrong>"
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from benchgen.evaluators.protocol import PREDICTION_COLUMNS
 
 from benchgen.errors import BenchgenError
-from evaluators.protocol import PREDICTION_COLUMNS
 
 FLOAT_COLUMNS = ("margin", "entropy", "kl_prev")
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl",

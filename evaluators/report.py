@@ -15,8 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from evaluators.results import Results, _atomic_write_text
+from benchgen.evaluators.results import Results, _atomic_write_text
 
 PLOTS = "plots"
 Table = tuple[str, list[str], list[list]]

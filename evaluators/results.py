@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchgen.evaluators.scoring import CELL_COLUMNS
 
 from benchgen import __version__
 from benchgen.errors import BenchgenError
-from evaluators.scoring import CELL_COLUMNS
 
 SCHEMA_VERSION = 1
 RESULTS = "results.json"
@@ -163,8 +163,9 @@ def write_outputs(results: Results, outdir: str | Path, *, html: bool = False, p
     Everything is built in a temporary directory beside ``outdir`` and renamed into place, so
     an interrupted run never leaves a half-written results directory.
     """
+    from benchgen.evaluators.report import render_into
+
     from benchgen.atomic import atomic_dir
-    from evaluators.report import render_into
 
     with atomic_dir(outdir, overwrite) as tmp:
         (tmp / RESULTS).write_text(results.dumps())

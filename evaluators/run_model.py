@@ -181,7 +181,7 @@ def predict_for_evaluation(dataset_dir, *, model: str | None = None, lm_eval_sam
         raise BenchgenError("evaluate: give exactly one of --predictions, --model or --lm-eval-samples")
     ds = load(dataset_dir)
     if lm_eval_samples:
-        from evaluators.lm_eval import import_samples
+        from benchgen.evaluators.lm_eval import import_samples
 
         preds, scored = import_samples(ds, list(lm_eval_samples))
         if splits:

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from benchgen.evaluators.predictions import FLOAT_COLUMNS, load_predictions
 
 from benchgen.dataset import Dataset, load
 from benchgen.errors import BenchgenError, DatasetError
-from evaluators.predictions import FLOAT_COLUMNS, load_predictions
 
 Z95 = 1.959963984540054
 MAX_DENSE_KEYS = 40_000_000  # (example, loops) presence table size before falling back to a sort

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
+from benchgen.reference_models import checkpoint as ckpt
+from benchgen.reference_models.data import AnswerFormat, _lengths
 
 from benchgen.errors import BenchgenError
 from benchgen.vocab import list_array_from_matrix
-from reference_models import checkpoint as ckpt
-from reference_models.data import AnswerFormat, _lengths
 
 
 def _first_token_stats(logits: torch.Tensor, target: torch.Tensor | None):

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchgen.reference_models.config import ModelConfig, TrainConfig, from_dicts
 
 from benchgen.errors import BenchgenError
 from benchgen.vocab import Vocab
-from reference_models.config import ModelConfig, TrainConfig, from_dicts
 
 WEIGHTS, CONFIG, OPTIM, VOCAB = "model.safetensors", "config.json", "optimizer.pt", "vocab.json"
 
@@ -79,10 +79,9 @@ def read_config(run: str | Path) -> dict:
 
 def load_model(run: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode, config dict) from a run directory."""
+    from benchgen.reference_models.model import LoopedTransformer
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from reference_models.model import LoopedTransformer
 
     cfg = read_config(run)
     model_cfg, _ = from_dicts(cfg["model"], cfg.get("train"))

@@ -27,9 +27,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from reference_models.config import ModelConfig
-from reference_models.kernels import junction as _junction
+from benchgen.reference_models.config import ModelConfig
+from benchgen.reference_models.kernels import junction as _junction
 
 
 def rmsnorm(x: torch.Tensor, s: torch.Tensor | None, eps: float) -> torch.Tensor:

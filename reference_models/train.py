@@ -1,7 +1,7 @@
 """Train a reference looped transformer on a benchgen dataset (CPU, CUDA, or torchrun DDP).
 
     benchgen train --data data/khop-small --preset cpu-khop-looped --out runs/looped
-    torchrun --nproc_per_node 2 -m cli train --data DIR --preset NAME --out RUN
+    torchrun --nproc_per_node 2 -m benchgen train --data DIR --preset NAME --out RUN
 
 Loss on answer tokens only (label smoothing optional); AdamW with warmup then constant /
 linear / cosine; T fixed or sampled per step (uniform, clip(Poisson), Huginn Poisson-lognormal)
@@ -29,14 +29,21 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from benchgen.reference_models import checkpoint as ckpt
+from benchgen.reference_models.config import ModelConfig, TrainConfig, from_dicts
+from benchgen.reference_models.data import (
+    AnswerFormat,
+    Encoded,
+    answer_format,
+    batch_indices,
+    load_split,
+    make_batch,
+)
+from benchgen.reference_models.model import LoopedTransformer
 
 from benchgen import seeding
 from benchgen.dataset import Dataset, check_target, load
 from benchgen.errors import BenchgenError
-from reference_models import checkpoint as ckpt
-from reference_models.config import ModelConfig, TrainConfig, from_dicts
-from reference_models.data import AnswerFormat, Encoded, answer_format, batch_indices, load_split, make_batch
-from reference_models.model import LoopedTransformer
 
 METRICS, CURVES = "metrics.jsonl", "curves.png"
 
@@ -128,7 +135,7 @@ def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
 
 def fill_from_dataset(cfg: ModelConfig, ds: Dataset, fmt: AnswerFormat) -> ModelConfig:
     """vocab_size and max_len (longest input+answer-1 over every split) from the dataset."""
-    from reference_models.data import _lengths
+    from benchgen.reference_models.data import _lengths
 
     longest = 0
     for split in ds.splits:
@@ -306,16 +313,3 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     if ddp:
         torch.distributed.barrier()
     return out
-
-
-def main() -> None:  # pragma: no cover - `python -m reference_models.train` convenience
-    import sys
-
-    from cli import main as cli_main
-
-    sys.argv = ["benchgen", "train", *sys.argv[1:]]
-    cli_main()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

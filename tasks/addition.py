@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from benchgen.tasks.grid import Cell, Counts, Grid, check_counts, check_populations, write_grid_dataset
 
 from benchgen.config import to_dict
 from benchgen.errors import ConfigError
 from benchgen.schema import example_schema, string_array
 from benchgen.vocab import SPECIALS, Vocab, list_array_from_matrix
-from tasks.grid import Cell, Counts, Grid, check_counts, check_populations, write_grid_dataset
 
 NAME = "addition"
 DESCRIPTION = "multi-operand addition of zero-padded numbers (held-out (n, width) cells + more operands)"
@@ -184,7 +184,7 @@ def generate(cfg: AdditionConfig, out: str | Path, overwrite: bool = False, prog
 # --- audit: plain Python, shares no code with the generator ----------------------------------------
 def audit(dataset) -> list[str]:
     """Recompute every answer with Python integers from the prompt text and check the splits."""
-    from tasks.grid import audit_grid
+    from benchgen.tasks.grid import audit_grid
 
     reverse, tokens = dataset.config.get("reverse_answer"), dataset.vocab.tokens
 

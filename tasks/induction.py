@@ -46,12 +46,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from benchgen.tasks.grid import Cell, Counts, Grid, check_counts, check_populations, write_grid_dataset
 
 from benchgen.config import to_dict
 from benchgen.errors import ConfigError
 from benchgen.schema import example_schema, string_array
 from benchgen.vocab import SPECIALS, Vocab, list_array_from_matrix
-from tasks.grid import Cell, Counts, Grid, check_counts, check_populations, write_grid_dataset
 
 NAME = "induction"
 DESCRIPTION = "p-hop induction over short alphabets (held-out (p, length) cells + more hops)"
@@ -251,7 +251,7 @@ def find1(v: list[str], i: int) -> int:
 
 def audit(dataset) -> list[str]:
     """Re-run find_p on every decoded sequence and check answers, chains and the splits."""
-    from tasks.grid import audit_grid
+    from benchgen.tasks.grid import audit_grid
 
     tokens = dataset.vocab.tokens
 

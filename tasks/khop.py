@@ -415,6 +415,6 @@ def generate(cfg: KhopConfig, out: str | Path, overwrite: bool = False, progress
 
 def audit(dataset) -> list[str]:
     """Independent re-derivation of every split guarantee (see tasks/khop_audit.py)."""
-    from tasks.khop_audit import audit_khop
+    from benchgen.tasks.khop_audit import audit_khop
 
     return audit_khop(dataset)

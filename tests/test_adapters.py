@@ -15,14 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from benchgen.evaluators.run_model import build_adapter, run_model
+from benchgen.tasks import khop
 from click.testing import CliRunner
 
+from benchgen.cli import main
 from benchgen.config import build_config
 from benchgen.dataset import load
 from benchgen.errors import BenchgenError
-from cli import main
-from evaluators.run_model import build_adapter, run_model
-from tasks import khop
 
 TINY = {"structure": "permutation", "num_entities": 16, "num_relations": 4, "out_degree": 4,
         "ood_fraction": 0.2, "train_hops": "2", "test_hops": "3,4", "train_per_hop": 80,

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
+from benchgen.reference_models.config import ModelConfig, TrainConfig
 
 from benchgen.dataset import DatasetWriter
 from benchgen.schema import example_schema, make_ids
 from benchgen.vocab import SPECIALS, Vocab
-from reference_models.config import ModelConfig, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,10 +46,10 @@ TRAIN = dict(steps=4, batch_size=8, lr=3e-3, warmup_steps=1, eval_every=0, log_e
 SCRIPT = """
 import json, sys, torch
 import torch.distributed as dist
-from reference_models.config import ModelConfig, TrainConfig
-from reference_models.train import train, LossModel, fill_from_dataset
-from reference_models.data import answer_format, load_split, make_batch
-from reference_models.model import LoopedTransformer
+from benchgen.reference_models.config import ModelConfig, TrainConfig
+from benchgen.reference_models.train import train, LossModel, fill_from_dataset
+from benchgen.reference_models.data import answer_format, load_split, make_batch
+from benchgen.reference_models.model import LoopedTransformer
 from benchgen.dataset import load
 
 data, out, grads_path = sys.argv[1:4]
@@ -77,10 +77,11 @@ dist.destroy_process_group()
 
 
 def test_two_process_gloo_matches_single_process(tmp_path):
+    from benchgen.reference_models.data import answer_format, load_split, make_batch
+    from benchgen.reference_models.model import LoopedTransformer
+    from benchgen.reference_models.train import LossModel, fill_from_dataset, train
+
     from benchgen.dataset import load
-    from reference_models.data import answer_format, load_split, make_batch
-    from reference_models.model import LoopedTransformer
-    from reference_models.train import LossModel, fill_from_dataset, train
 
     data = make_dataset(tmp_path / "toy")
     script = tmp_path / "ddp_script.py"

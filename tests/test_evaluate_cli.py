@@ -7,10 +7,10 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from benchgen.evaluators.testing import toy_dataset
 from click.testing import CliRunner
 
-from cli import main
-from evaluators.testing import toy_dataset
+from benchgen.cli import main
 
 
 def run(*args):
@@ -63,7 +63,7 @@ def test_sweep_noise_html_and_report(toy, tmp_path):
 def test_allow_missing_reports_coverage(toy, tmp_path):
     p = tmp_path / "part.jsonl"
     pa_table = pa.table({"id": [f"toy/test_id/{i:09d}" for i in range(6)], "prediction": ["<e_0>"] * 6})
-    from evaluators import write_predictions
+    from benchgen.evaluators import write_predictions
 
     write_predictions(pa_table, p)
     r = run("evaluate", toy, "--predictions", p, "--out", tmp_path / "a")

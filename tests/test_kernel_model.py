@@ -11,8 +11,8 @@ import torch
 
 pytest.importorskip("triton")
 
-from reference_models.config import ModelConfig  # noqa: E402
-from reference_models.model import LoopedTransformer  # noqa: E402
+from benchgen.reference_models.config import ModelConfig  # noqa: E402
+from benchgen.reference_models.model import LoopedTransformer  # noqa: E402
 
 
 @pytest.mark.parametrize("variant", [
@@ -20,7 +20,7 @@ from reference_models.model import LoopedTransformer  # noqa: E402
     {"injection": "add", "conditioning": "loopformer"},
 ])
 def test_training_step_equal_between_kernel_and_reference(variant, monkeypatch):
-    kernel_module = importlib.import_module("reference_models.kernels.junction")
+    kernel_module = importlib.import_module("benchgen.reference_models.kernels.junction")
     calls = []
     apply = kernel_module.JunctionFunction.apply
     monkeypatch.setattr(kernel_module.JunctionFunction, "apply", lambda *a: calls.append(1) or apply(*a))

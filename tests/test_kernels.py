@@ -17,8 +17,7 @@ import textwrap
 
 import pytest
 import torch
-
-from reference_models.kernels.junction import (
+from benchgen.reference_models.kernels.junction import (
     JunctionFunction,
     junction,
     junction_reference,
@@ -26,7 +25,7 @@ from reference_models.kernels.junction import (
 )
 
 # The package re-exports the function under the same name, so fetch the module itself explicitly.
-junction_mod = importlib.import_module("reference_models.kernels.junction")
+junction_mod = importlib.import_module("benchgen.reference_models.kernels.junction")
 
 # Tolerances vs the same-dtype reference: both accumulate in fp32, so they differ by about one
 # rounding of the output dtype (bf16 ulp ~ 2^-8 relative, fp16 ~ 2^-11).
@@ -255,9 +254,9 @@ def test_imports_without_triton_and_needs_interpreter_on_cpu():
         if sys.argv[1] == "block":
             sys.modules["triton"] = None  # makes `import triton` raise ImportError
         import torch
-        from reference_models.kernels import junction as jn
+        from benchgen.reference_models.kernels import junction as jn
         import importlib
-        mod = importlib.import_module("reference_models.kernels.junction")
+        mod = importlib.import_module("benchgen.reference_models.kernels.junction")
         h = torch.randn(3, 8)
         assert mod.HAS_TRITON == (sys.argv[1] != "block")
         torch.testing.assert_close(jn(h, h)[0], 2 * h)

@@ -10,16 +10,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from benchgen.tasks import khop
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchgen.audit import audit
+from benchgen.cli import main
 from benchgen.config import build_config, format_int_set, parse_int_set
 from benchgen.dataset import load
 from benchgen.errors import BenchgenError, ConfigError
-from cli import main
-from tasks import khop
 
 SMALL = {"num_entities": 40, "num_relations": 6, "out_degree": 4, "ood_fraction": 0.2,
          "train_hops": "2-3", "test_hops": "4,5", "train_per_hop": 300, "valid_per_hop": 30,

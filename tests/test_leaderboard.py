@@ -14,15 +14,15 @@ import re
 import numpy as np
 import pyarrow as pa
 import pytest
+from benchgen.evaluators import MetricSettings, evaluate
+from benchgen.evaluators.leaderboard import leaderboard, load_rows
+from benchgen.tasks import khop
 from click.testing import CliRunner
 
+from benchgen.cli import main
 from benchgen.config import build_config
 from benchgen.dataset import load
 from benchgen.errors import BenchgenError
-from cli import main
-from evaluators import MetricSettings, evaluate
-from evaluators.leaderboard import leaderboard, load_rows
-from tasks import khop
 
 TINY = {"structure": "permutation", "num_entities": 16, "num_relations": 4, "out_degree": 4,
         "ood_fraction": 0.2, "train_hops": "2", "test_hops": "3,4", "train_per_hop": 60,

@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from benchgen.errors import BenchgenError
-from evaluators import MetricSettings, evaluate, score
-from evaluators.metrics import (
+from benchgen.evaluators import MetricSettings, evaluate, score
+from benchgen.evaluators.metrics import (
     depth_extrapolation,
     halting,
     margins,
@@ -16,9 +14,11 @@ from evaluators.metrics import (
     overthinking,
     per_split,
 )
-from evaluators.results import cells_from_records
-from evaluators.scoring import wilson
-from evaluators.testing import toy_dataset
+from benchgen.evaluators.results import cells_from_records
+from benchgen.evaluators.scoring import wilson
+from benchgen.evaluators.testing import toy_dataset
+
+from benchgen.errors import BenchgenError
 
 
 def make_cells(rows):

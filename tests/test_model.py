@@ -7,11 +7,10 @@ import dataclasses
 import pyarrow as pa
 import pytest
 import torch
-
-from reference_models import model as model_mod
-from reference_models.config import PRESETS, ModelConfig, resolve
-from reference_models.data import AnswerFormat, encode, make_batch
-from reference_models.model import LoopedTransformer
+from benchgen.reference_models import model as model_mod
+from benchgen.reference_models.config import PRESETS, ModelConfig, resolve
+from benchgen.reference_models.data import AnswerFormat, encode, make_batch
+from benchgen.reference_models.model import LoopedTransformer
 
 V = 23
 

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from benchgen.evaluators import Results, evaluate, oracle_predictions, rerender, write_outputs
+from benchgen.evaluators.report import render_markdown, summary_lines
+from benchgen.evaluators.testing import toy_dataset
 
 from benchgen.errors import BenchgenError
-from evaluators import Results, evaluate, oracle_predictions, rerender, write_outputs
-from evaluators.report import render_markdown, summary_lines
-from evaluators.testing import toy_dataset
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -114,7 +114,7 @@ def test_rerender_and_no_loops_plots(sweep_results, tmp_path):
 
 def test_plots_with_zero_and_full_accuracy_cells(tmp_path):
     """Cells at accuracy 0 and 1 (Wilson bounds exactly at p) must plot without error."""
-    from evaluators.scoring import wilson
+    from benchgen.evaluators.scoring import wilson
 
     lo, hi = wilson(np.array([0, 12]), np.array([12, 12]))
     assert lo[0] == 0.0 and hi[1] == 1.0 and hi[0] > 0 and lo[1] < 1

@@ -6,13 +6,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from benchgen.evaluators import Normalization, cells, evaluate, oracle_predictions, score
+from benchgen.evaluators.scoring import join_ids, wilson
+from benchgen.evaluators.testing import toy_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchgen.errors import BenchgenError
-from evaluators import Normalization, cells, evaluate, oracle_predictions, score
-from evaluators.scoring import join_ids, wilson
-from evaluators.testing import toy_dataset
 
 SPEC = {"train": [1, 1, 2], "test_id": [1, 1, 2, 2, 2], "test_depth": [3, 3, 3, 3]}
 

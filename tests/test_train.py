@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from benchgen.reference_models import checkpoint as ckpt
+from benchgen.reference_models.config import ModelConfig, TrainConfig
+from benchgen.reference_models.train import accuracy, lr_at, sample_loops, train
 
 from benchgen.dataset import DatasetWriter, load
 from benchgen.errors import BenchgenError
 from benchgen.schema import example_schema, make_ids
 from benchgen.vocab import SPECIALS, Vocab
-from reference_models import checkpoint as ckpt
-from reference_models.config import ModelConfig, TrainConfig
-from reference_models.train import accuracy, lr_at, sample_loops, train
 
 N_SYM = 6
 
@@ -99,7 +99,7 @@ def test_tiny_model_overfits_to_full_train_accuracy(data, tmp_path):
     assert (run / "curves.png").stat().st_size > 1000
     model, cfg = ckpt.load_model(run)
     ds = load(data)
-    from reference_models.data import AnswerFormat, load_split
+    from benchgen.reference_models.data import AnswerFormat, load_split
 
     assert accuracy(model, load_split(ds, "train", AnswerFormat.from_dict(cfg["answer"])), 2) == 1.0
 
@@ -122,7 +122,7 @@ def test_checkpoint_roundtrip_and_adapter(data, tmp_path):
     assert p1.column("loops").to_pylist()[:3] == [1, 2, 3]
     # the adapter's answers equal separate per-T argmax runs of the reloaded model
     model, _ = ckpt.load_model(run)
-    from reference_models.data import AnswerFormat, load_split
+    from benchgen.reference_models.data import AnswerFormat, load_split
 
     enc = load_split(ds, "test_id", AnswerFormat(1, None, 1))
     n_in = enc.n_in
@@ -142,7 +142,7 @@ def test_checkpoint_roundtrip_and_adapter(data, tmp_path):
 
 
 def test_multi_token_answers_greedy_decode(data_multi, tmp_path):
-    from reference_models.adapter import load_adapter
+    from benchgen.reference_models.adapter import load_adapter
 
     run = train(data_multi, tmp_path / "run", MODEL, tcfg(steps=200, lr=1e-2, warmup_steps=10,
                                                            eval_every=100, weight_decay=0.0), progress=False)
@@ -185,7 +185,7 @@ def test_truncation_and_short_route_options_train(data, tmp_path):
 def test_cli_train(data, tmp_path):
     from click.testing import CliRunner
 
-    from cli import main
+    from benchgen.cli import main
 
     out = tmp_path / "cli-run"
     r = CliRunner().invoke(main, ["train", "--data", str(data), "--preset", "cpu-khop-vanilla", "--out", str(out),

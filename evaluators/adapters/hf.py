@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from benchgen.evaluators.adapters import first_step_stats, loop_counts, predictions_table, require_path
 
 from benchgen.errors import BenchgenError
-from evaluators.adapters import first_step_stats, loop_counts, predictions_table, require_path
 
 
 def _first_line(e: BaseException) -> str:

@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
+from benchgen.evaluators.adapters import loop_counts, predictions_table
 
 from benchgen.errors import BenchgenError
 from benchgen.vocab import Vocab
-from evaluators.adapters import loop_counts, predictions_table
 
 
 def _import_target(arg: str):

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+from benchgen.evaluators.adapters import first_step_stats, loop_counts, predictions_table, require_path
 
 from benchgen.errors import BenchgenError
 from benchgen.vocab import EOS, Vocab, list_array_from_matrix
-from evaluators.adapters import first_step_stats, loop_counts, predictions_table, require_path
 
 
 def _padded(col: pa.ChunkedArray | pa.Array, width: int, pad: int) -> tuple[np.ndarray, np.ndarray]:

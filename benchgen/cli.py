@@ -214,7 +214,7 @@ def _metadata(pairs: tuple[str, ...]) -> dict:
 
 
 def _print_results(results, outdir) -> None:
-    from evaluators.report import summary_lines
+    from benchgen.evaluators.report import summary_lines
 
     for line in summary_lines(results):
         click.echo(line)
@@ -273,7 +273,7 @@ def evaluate_cmd(dataset_dir, predictions, model_spec, lm_eval_samples, model_lo
     """
     from pathlib import Path
 
-    from evaluators import MetricSettings, Normalization, evaluate, write_outputs, write_predictions
+    from benchgen.evaluators import MetricSettings, Normalization, evaluate, write_outputs, write_predictions
 
     sources = sum(x is not None and x != () for x in (predictions, model_spec, lm_eval_samples or None))
     if sources != 1:
@@ -292,7 +292,7 @@ def evaluate_cmd(dataset_dir, predictions, model_spec, lm_eval_samples, model_lo
         return
     from benchgen.config import parse_int_set
     from benchgen.dataset import check_target
-    from evaluators.run_model import predict_for_evaluation
+    from benchgen.evaluators.run_model import predict_for_evaluation
 
     check_target(out, overwrite)  # fail before running a model
     ds, preds, scored, meta = predict_for_evaluation(
@@ -322,7 +322,7 @@ def report_cmd(results_json, out, html, no_plots) -> None:
     Example:
       benchgen report eval/oracle/results.json --html
     """
-    from evaluators import rerender
+    from benchgen.evaluators import rerender
 
     for path in rerender(results_json, out, html=html, plots=not no_plots):
         click.echo(f"wrote {path}")
@@ -348,7 +348,7 @@ def predict_oracle_cmd(dataset_dir, out, noise, seed, loops, splits, token_ids, 
     from pathlib import Path
 
     from benchgen.config import parse_int_set
-    from evaluators import oracle_predictions, write_predictions
+    from benchgen.evaluators import oracle_predictions, write_predictions
 
     if Path(out).exists() and not overwrite:
         _fail(f"--out {out}: already exists (pass --overwrite to replace it)")
@@ -361,7 +361,7 @@ def predict_oracle_cmd(dataset_dir, out, noise, seed, loops, splits, token_ids, 
 # --- train (reference looped transformers) --------------------------------------------------------
 def _list_train_presets(ctx: click.Context, _param, value: bool) -> None:
     if value:
-        from reference_models.config import PRESETS
+        from benchgen.reference_models.config import PRESETS
 
         for name, spec in PRESETS.items():
             click.echo(f"{name}: {spec['description']}")
@@ -392,10 +392,10 @@ def train_cmd(data, preset, config_file, overrides, out, steps, seed, device, th
       benchgen train --data data/khop-small --preset cpu-khop-looped --out runs/looped
       benchgen train --data data/khop-small --preset cpu-khop-vanilla --out runs/vanilla --set train.steps=500
       benchgen train --data data/khop-small --out runs/looped --resume --steps 6000
-      torchrun --nproc_per_node 2 -m cli train --data DIR --preset ltg-depth --out runs/ltg
+      torchrun --nproc_per_node 2 -m benchgen train --data DIR --preset ltg-depth --out runs/ltg
     """
-    from reference_models.config import resolve
-    from reference_models.train import train
+    from benchgen.reference_models.config import resolve
+    from benchgen.reference_models.train import train
 
     extra = [f"train.{k}={v}" for k, v in (("seed", seed), ("device", device), ("threads", threads))
              if v is not None]
@@ -443,7 +443,7 @@ def export_lm_eval_cmd(dataset_dir, out, name, splits, max_gen_toks, overwrite) 
       benchgen evaluate data/khop --lm-eval-samples lm-out --out eval/lm
     """
     from benchgen.dataset import load
-    from evaluators.lm_eval import export_lm_eval
+    from benchgen.evaluators.lm_eval import export_lm_eval
 
     info = export_lm_eval(load(dataset_dir), out, name=name, splits=_split_list(splits),
                           max_gen_toks=max_gen_toks, overwrite=overwrite)
@@ -469,7 +469,7 @@ def leaderboard_cmd(results, outs, baselines, sort) -> None:
     Example:
       benchgen leaderboard eval/*/results.json --baseline ref/results.json --out board.html --out board.md
     """
-    from evaluators.leaderboard import leaderboard
+    from benchgen.evaluators.leaderboard import leaderboard
 
     rows = leaderboard(list(results), list(outs), baselines=list(baselines), sort=sort)
     for r in rows:
