@@ -4,11 +4,13 @@ the task's own independent re-derivation of its split guarantees."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchgen import registry
 from benchgen.dataset import Dataset
+from benchgen.errors import DatasetError
 from benchgen.schema import BASE_FIELDS
 
 
@@ -39,8 +41,19 @@ def audit_common(ds: Dataset) -> list[str]:
     return problems
 
 
-def audit(ds: Dataset) -> list[str]:
-    """All problems found (empty list = every guarantee holds)."""
-    problems = audit_common(ds)
-    task = registry.get_task(ds.task)
-    return problems + list(task.audit(ds))
+def audit(ds: Dataset, validity: bool = True) -> list[str]:
+    """All problems found (empty list = every guarantee holds); ``validity`` adds the baseline check."""
+    problems: list[str] = []
+    try:
+        problems = audit_common(ds)
+        task = registry.get_task(ds.task)
+        problems += list(task.audit(ds))
+    except (DatasetError, pa.ArrowException, OSError, KeyError) as e:  # damaged shards or a missing
+        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__  # column: violations, not a traceback
+        # keep what the common checks found (e.g. the missing column that stopped the task audit)
+        return [*(problems or ds.verify_hashes()), f"dataset files cannot be read ({first})"]
+    if validity:
+        from benchgen import validity as check
+
+        problems += check.audit_safely(ds)
+    return problems

@@ -11,6 +11,7 @@ Examples::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 
@@ -25,14 +26,97 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+# Filesystem conditions a user can cause (bad --out, full disk, permissions): one line, never a traceback.
+_FS_ERRNOS = {"ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS", "ENAMETOOLONG", "ENOTDIR", "EISDIR", "ENOENT",
+              "EEXIST", "ENOTEMPTY", "ELOOP", "EMFILE", "ENFILE", "EFBIG", "EIO", "EXDEV", "EBUSY", "ETXTBSY"}
+
+
+def _os_error_line(e: OSError) -> str | None:
+    """One line for a filesystem error (None for OS errors that are not about files)."""
+    import errno as _errno
+
+    name = _errno.errorcode.get(e.errno or 0)
+    if name not in _FS_ERRNOS:
+        return None
+    where = e.filename if e.filename is not None else ""
+    extra = {"ENOSPC": " (disk full)", "EDQUOT": " (quota exceeded)"}.get(name, "")
+    return f"{where}: {e.strerror or name}{extra}" if where else f"{e.strerror or name}{extra}"
+
+
+def _progress(flag: bool | None) -> bool:
+    """Progress bars as asked; by default only when stderr is a terminal (scripts and CI stay quiet)."""
+    return sys.stderr.isatty() if flag is None else flag
+
+
+PROGRESS_HELP = "show progress bars [default: only when stderr is a terminal]"
+
+
+def _hint(*commands: str) -> None:
+    """Suggest next commands on stderr (stdout stays parseable)."""
+    click.echo("next:", err=True)
+    for c in commands:
+        click.echo(f"  {c}", err=True)
+
+
+def _echo_json(data) -> None:
+    """Machine-readable output for --json (one JSON document on stdout)."""
+    import json
+
+    click.echo(json.dumps(data, indent=1, default=str))
+
+
 class BenchgenGroup(click.Group):
-    """Turns library errors into one line on stderr and exit code 2."""
+    """Turns library, filesystem and usage errors into one line on stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except BenchgenError as e:
-            _fail(str(e))
+            _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        except OSError as e:
+            line = _os_error_line(e)
+            if line is None:
+                raise
+            _fail(line)
+        except MemoryError:
+            _fail("out of memory (lower the sizes in the config)")
+        except RuntimeError as e:  # torch allocation failures; any other RuntimeError is a bug and traces
+            text = str(e)
+            if "can't allocate memory" not in text and "out of memory" not in text.lower():
+                raise
+            _fail("out of memory (lower the model, batch or dataset sizes)")
+        except RecursionError:
+            _fail("input nested too deeply")
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Usage errors as one line; SIGTERM handled like SIGINT (outputs cleaned up, exit 143)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        from benchgen.atomic import Terminated, install_sigterm_handler, restore_sigterm_handler
+
+        previous = install_sigterm_handler()
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            help_error = getattr(click.exceptions, "NoArgsIsHelpError", None)
+            if help_error is not None and isinstance(e, help_error):  # bare `benchgen`: show the help
+                e.show()
+                sys.exit(e.exit_code)
+            hint = ""
+            ctx = getattr(e, "ctx", None)
+            if isinstance(e, click.UsageError) and ctx is not None:
+                hint = f" (see '{ctx.command_path} --help')"
+            click.echo(f"error: {' '.join(e.format_message().split())}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort as e:
+            if isinstance(e.__context__, Terminated) or isinstance(e.__cause__, Terminated):
+                click.echo("error: terminated by SIGTERM; partial output removed", err=True)
+                sys.exit(143)
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        finally:
+            restore_sigterm_handler(previous)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 @click.group(cls=BenchgenGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -50,15 +134,22 @@ def main() -> None:
 
 # --- tasks / generate -----------------------------------------------------------------------------
 @main.command("tasks")
-def tasks_cmd() -> None:
-    """List tasks and their presets.
+@click.option("--json", "as_json", is_flag=True, help="print JSON: name, description, presets")
+def tasks_cmd(as_json: bool) -> None:
+    """List tasks and their presets (built-in and from `benchgen.tasks` entry points).
 
     \b
     Example:
       benchgen tasks
+      benchgen tasks --json
     """
     from benchgen import registry
 
+    if as_json:
+        _echo_json([{"name": n, "description": registry.get_task(n).DESCRIPTION,
+                     "presets": {p: spec["description"] for p, spec in registry.get_task(n).PRESETS.items()}}
+                    for n in registry.task_names()])
+        return
     for name in registry.task_names():
         mod = registry.get_task(name)
         click.echo(f"{name}: {mod.DESCRIPTION}")
@@ -100,19 +191,36 @@ def _task_command(name: str) -> click.Command:
 
     mod = registry.get_task(name)
 
-    def callback(preset, out, overwrite, progress, **options):
+    def callback(preset, out, overwrite, progress, config_file, **options):
+        from benchgen.api import read_config
         from benchgen.config import build_config
 
-        cfg = build_config(mod.CONFIG, mod.PRESETS, preset, options)
-        path = mod.generate(cfg, out, overwrite=overwrite, progress=progress)
+        given = read_config(config_file) if config_file else {}  # same keys as the options
+        file_preset, file_out = given.pop("preset", None), given.pop("out", None)
+        overwrite = overwrite or bool(given.pop("overwrite", False))
+        preset, out = preset if preset is not None else file_preset, out or file_out
+        if out is None:
+            _fail(f"generate {name}: give --out DIR (or \"out\" in --config)")
+        cfg = build_config(mod.CONFIG, mod.PRESETS, preset,
+                           {**given, **{k: v for k, v in options.items() if v is not None}})
+        from benchgen.imports import pandas_hidden
+
+        with pandas_hidden():  # this process only generates: pyarrow need not import pandas
+            path = mod.generate(cfg, out, overwrite=overwrite, progress=_progress(progress))
         _print_info(path)
+        _hint(f"benchgen audit {out}", f"benchgen export lm-eval {out} --out {out}-lm-eval",
+              f"benchgen train --data {out} --list-presets",
+              f"python -c \"import benchgen; print(benchgen.load('{out}', output='datasets'))\"")
 
     params = [
         click.Option(["--preset"], type=click.Choice(list(mod.PRESETS)), default=None,
                      help="start from a published setting; options given next override it"),
-        click.Option(["--out"], required=True, help="output dataset directory"),
+        click.Option(["--out"], default=None, help="output dataset directory (required here or in --config)"),
         click.Option(["--overwrite"], is_flag=True, help="replace an existing dataset at --out"),
-        click.Option(["--progress/--no-progress"], default=True, help="show a progress bar"),
+        click.Option(["--progress/--no-progress"], default=None, help=PROGRESS_HELP),
+        click.Option(["--config", "config_file"], default=None, metavar="FILE",
+                     help="JSON/YAML file of these options (keys as option names, e.g. train_hops: 2-4, "
+                          "preset, out); options given on the command line win"),
         *[_option_for(f) for f in dataclasses.fields(mod.CONFIG)],
     ]
     presets = ", ".join(mod.PRESETS)
@@ -120,6 +228,7 @@ def _task_command(name: str) -> click.Command:
         name, callback=callback, params=params,
         help=f"{mod.DESCRIPTION}.\n\nPresets: {presets}.\n\n\b\nExamples:\n"
              f"  benchgen generate {name} --out data/{name}\n"
+             f"  benchgen generate {name} --config {name}.yaml\n"
              f"  benchgen generate {name} --preset {next(iter(mod.PRESETS))} --out data/{name}-preset",
         short_help=mod.DESCRIPTION)
 
@@ -163,19 +272,57 @@ def _print_info(path) -> None:
 
 @main.command("info")
 @click.argument("dataset_dir")
-def info(dataset_dir: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print JSON: task, seed, fingerprint, config, splits")
+def info(dataset_dir: str, as_json: bool) -> None:
     """Counts per split and depth of a dataset.
 
     \b
     Example:
       benchgen info data/khop
+      benchgen info data/khop --json
     """
+    if as_json:
+        from benchgen.dataset import load
+
+        ds = load(dataset_dir)
+        m = ds.manifest
+        _echo_json({"path": str(ds.path), "task": ds.task, "seed": m.get("seed"), "fingerprint": ds.fingerprint,
+                    "benchgen_version": m.get("benchgen_version"), "config": ds.config,
+                    "splits": {s: {"rows": i["rows"], "depths": i["depths"]} for s, i in m["splits"].items()}})
+        return
     _print_info(dataset_dir)
+
+
+def _audit_checks(ds, problems: list[str]) -> list[dict]:
+    """The audit's checks, what each covered (count) and its violations, for --verbose / --json."""
+    splits = ds.manifest["splits"]
+    rows = sum(i["rows"] for i in splits.values())
+    checks = [
+        ("files", "shard and task-file hashes and row counts match manifest.json",
+         sum(len(i["shards"]) for i in splits.values()) + len(ds.manifest.get("extras", {})), "files",
+         ("sha256", "rows on disk", "task file")),
+        ("format", "required columns, split column, id prefix and depth histogram per split", len(splits), "splits",
+         ("missing column", "split column", "ids not of the form", "depth histogram")),
+        ("ids", "ids unique across the dataset", rows, "ids", ("not unique",)),
+        ("validity", "no non-reasoning baseline beats chance on a held-out split (train lookup: on any "
+         "test split)", sum(1 for s in splits if s.startswith("test")), "splits", ("validity:",)),
+    ]
+    out, claimed = [], set()
+    for key, what, n, unit, needles in checks:
+        hits = [p for p in problems if any(k in p for k in needles)]
+        claimed.update(hits)
+        out.append({"check": key, "description": what, "checked": n, "unit": unit, "violations": hits})
+    out.append({"check": "task", "description": f"{ds.task} split guarantees re-derived from the files "
+                "by an independent route (per row, plus task-level checks)", "checked": rows, "unit": "rows",
+                "violations": [p for p in problems if p not in claimed]})
+    return out
 
 
 @main.command("audit")
 @click.argument("dataset_dir")
-def audit_cmd(dataset_dir: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print JSON: passed, checks (with counts) and violations")
+@click.option("--verbose", "-v", is_flag=True, help="list every check with what it covered and its violations")
+def audit_cmd(dataset_dir: str, as_json: bool, verbose: bool) -> None:
     """Re-derive every split guarantee from the written files; exit 1 on any violation.
 
     Uses an independent route (e.g. a networkx traversal of kg.parquet for khop).
@@ -183,11 +330,24 @@ def audit_cmd(dataset_dir: str) -> None:
     \b
     Example:
       benchgen audit data/khop
+      benchgen audit data/khop --verbose
+      benchgen audit data/khop --json
     """
     from benchgen.audit import audit
     from benchgen.dataset import load
 
-    problems = audit(load(dataset_dir))
+    ds = load(dataset_dir)
+    problems = audit(ds)
+    if as_json or verbose:
+        checks = _audit_checks(ds, problems)
+    if as_json:
+        _echo_json({"dataset": str(ds.path), "task": ds.task, "passed": not problems, "checks": checks,
+                    "violations": problems})
+        sys.exit(1 if problems else 0)
+    if verbose:
+        for c in checks:
+            status = "ok" if not c["violations"] else f"{len(c['violations'])} violation(s)"
+            click.echo(f"{c['check']:<7} {c['checked']:>10} {c['unit']:<6} {status:<16} {c['description']}")
     if problems:
         for p in problems:
             click.echo(f"VIOLATION: {p}", err=True)
@@ -197,6 +357,57 @@ def audit_cmd(dataset_dir: str) -> None:
 
 
 # --- evaluate / report / predict-oracle (evaluators) ----------------------------------------------
+MAX_BOOTSTRAP = 100_000
+
+
+@contextlib.contextmanager
+def _rendering(source: str):
+    """results.json files are validated on load; a field the renderers still cannot use is one line."""
+    try:
+        yield
+    except BenchgenError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        _fail(f"{source}: malformed results.json, cannot render it ({type(e).__name__}: {str(e)[:120]})")
+
+
+def _check_numbers(floats: dict, ints: dict) -> None:
+    """Finite floats; integers within (lo, hi) (limit named): one line instead of a crash or a hang."""
+    import math
+
+    for flag, v in floats.items():
+        if v is not None and not math.isfinite(v):
+            _fail(f"{flag}: expected a finite number, got {v}")
+    for flag, (v, lo, hi) in ints.items():
+        if v is not None and not lo <= v <= hi:
+            _fail(f"{flag}: expected an integer in {lo}..{hi:,}, got {v}")
+
+
+MAX_LOOPS, MAX_LOOP_COUNTS = 4096, 256
+
+
+def _loops(text: str | None) -> list[int] | None:
+    """--loops INTS: at most 256 loop counts, each in 1..4096 (a sweep beyond that never ends)."""
+    from benchgen.config import parse_int_set
+
+    if not text:
+        return None
+    values = list(parse_int_set(text, "loops"))
+    if len(values) > MAX_LOOP_COUNTS or values[0] < 1 or values[-1] > MAX_LOOPS:
+        _fail(f"--loops: expected at most {MAX_LOOP_COUNTS} loop counts in 1..{MAX_LOOPS}, got {text!r}")
+    return values
+
+
+def _check_device(device: str | None, *, allow_auto: bool) -> None:
+    """--device must be cpu, cuda, cuda:N or mps (and auto for train)."""
+    import re
+
+    if device is None:
+        return
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps" + ("|auto" if allow_auto else ""), device):
+        _fail(f"--device: expected {'auto, ' if allow_auto else ''}cpu, cuda or cuda:N, got {device!r}")
+
+
 def _split_list(values: tuple[str, ...]) -> list[str] | None:
     """``--splits a,b --splits c`` -> ["a", "b", "c"] (None when not given)."""
     names = [s for v in values for s in v.replace(" ", "").split(",") if s]
@@ -213,6 +424,26 @@ def _metadata(pairs: tuple[str, ...]) -> dict:
     return meta
 
 
+def _spec_name(spec: str) -> str:
+    """Default model name from a --model spec: its last path part (no absolute paths on boards)."""
+    from pathlib import PurePath
+
+    scheme, _, arg = spec.partition(":")
+    if scheme == "python" and not arg.split(":")[0].endswith(".py"):
+        return arg  # MODULE:FN is already a name
+    path, sep, attr = arg.rpartition(":") if scheme == "python" else (arg, "", "")
+    return (PurePath(path.rstrip("/\\")).name or path) + (f":{attr}" if sep else "")
+
+
+def _quiet_hf() -> None:
+    """--no-progress: silence Hugging Face's own bars (checkpoint loading, hub) as well as ours."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:  # already imported: switch its bars off directly too
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
 def _print_results(results, outdir) -> None:
     from benchgen.evaluators.report import summary_lines
 
@@ -227,7 +458,9 @@ def _print_results(results, outdir) -> None:
               help="predictions file (.parquet, .jsonl or .csv): id, prediction, optional loops, margin, entropy, kl_prev")
 @click.option("--model", "model_spec", default=None, metavar="SPEC",
               help="run a model: hf:LOCAL_DIR, torchscript:FILE.pt, python:MODULE:FN (or FILE.py:FN), "
-                   "reference:RUN_DIR; its predictions are written to OUT/predictions.parquet")
+                   "reference:RUN_DIR, or a plugin scheme; its predictions are written to OUT/predictions.parquet. "
+                   "python: FN(examples: pyarrow.Table [id, prompt, input_ids], loops: int | None) -> "
+                   "list of answers (str or token ids), or a Table with id, prediction")
 @click.option("--lm-eval-samples", "lm_eval_samples", multiple=True, metavar="DIR_OR_FILE",
               help="score lm-eval --log_samples output (samples_*.jsonl files or a directory; repeatable)")
 @click.option("--loops", "model_loops", default=None, metavar="INTS",
@@ -239,7 +472,9 @@ def _print_results(results, outdir) -> None:
 @click.option("--device", default=None, metavar="cpu|cuda", help="with --model: device to run on [default: cpu]")
 @click.option("--trust-remote-code", is_flag=True,
               help="with --model hf:: allow model code shipped in the local checkpoint directory")
-@click.option("--progress/--no-progress", default=True, help="with --model: show a progress bar")
+@click.option("--progress/--no-progress", default=None,
+              help="with --model: progress bars (also transformers' loading bars) [default: only when stderr "
+                   "is a terminal]")
 @click.option("--model-name", default=None, help="model name recorded in results.json [default: file stem]")
 @click.option("--model-meta", multiple=True, metavar="KEY=VALUE", help="model metadata to record (repeatable)")
 @click.option("--splits", multiple=True, metavar="A,B", help="splits to score [default: every split with predictions]")
@@ -273,16 +508,24 @@ def evaluate_cmd(dataset_dir, predictions, model_spec, lm_eval_samples, model_lo
     """
     from pathlib import Path
 
-    from benchgen.evaluators import MetricSettings, Normalization, evaluate, write_outputs, write_predictions
+    from benchgen.evaluators import MetricSettings, Normalization, evaluate, write_outputs
 
     sources = sum(x is not None and x != () for x in (predictions, model_spec, lm_eval_samples or None))
     if sources != 1:
         _fail("evaluate: give exactly one of --predictions FILE, --model SPEC or --lm-eval-samples DIR")
     if model_spec is None and (model_loops or limit or loop_kwarg or device or trust_remote_code):
         _fail("evaluate: --loops, --limit, --loop-kwarg, --device and --trust-remote-code need --model SPEC")
+    _check_numbers({"--tau": tau, "--delta": delta, "--halt-kl": halt_kl, "--halt-entropy": halt_entropy},
+                   {"--bootstrap": (bootstrap, 0, MAX_BOOTSTRAP), "--seed": (seed, 0, 2**63 - 1),
+                    "--batch-size": (batch_size, 1, 1 << 16), "--limit": (limit, 1, 1 << 40),
+                    "--primary-loops": (primary_loops, 1, 1 << 16)})
+    _check_device(device, allow_auto=False)
     settings = MetricSettings(tau=tau, delta=delta, bootstrap=bootstrap, seed=seed, halt_kl=halt_kl,
                               halt_entropy=halt_entropy, primary_loops=primary_loops)
     norm = Normalization(strip=not no_strip, casefold=casefold)
+    from benchgen.dataset import check_target
+
+    check_target(out, overwrite, kind="results")  # fail before scoring or running a model
     if predictions is not None:
         results = evaluate(dataset_dir, predictions, splits=_split_list(splits), allow_missing=allow_missing,
                            normalization=norm, settings=settings, model_name=model_name,
@@ -290,22 +533,22 @@ def evaluate_cmd(dataset_dir, predictions, model_spec, lm_eval_samples, model_lo
         write_outputs(results, out, html=html, plots=not no_plots, overwrite=overwrite)
         _print_results(results, out)
         return
-    from benchgen.config import parse_int_set
-    from benchgen.dataset import check_target
     from benchgen.evaluators.run_model import predict_for_evaluation
 
-    check_target(out, overwrite)  # fail before running a model
+    progress = _progress(progress)
+    if not progress:
+        _quiet_hf()
     ds, preds, scored, meta = predict_for_evaluation(
         dataset_dir, model=model_spec, lm_eval_samples=lm_eval_samples, splits=_split_list(splits),
-        loops=list(parse_int_set(model_loops, "loops")) if model_loops else None, batch_size=batch_size,
+        loops=_loops(model_loops), batch_size=batch_size,
         limit=limit, progress=progress, device=device, loop_kwarg=loop_kwarg,
         trust_remote_code=trust_remote_code)
-    name = model_name or (model_spec if model_spec else "lm-eval")
+    found_name = meta.pop("model_name", None)  # lm-eval: from its results_*.json
+    name = model_name or found_name or (_spec_name(model_spec) if model_spec else "lm-eval")
     results = evaluate(ds, preds, splits=scored, allow_missing=allow_missing or limit is not None,
                        normalization=norm, settings=settings, model_name=name,
                        model_metadata={**meta, **_metadata(model_meta)})
-    write_outputs(results, out, html=html, plots=not no_plots, overwrite=overwrite)
-    write_predictions(preds, Path(out) / "predictions.parquet")
+    write_outputs(results, out, html=html, plots=not no_plots, overwrite=overwrite, predictions=preds)
     click.echo(f"wrote {Path(out) / 'predictions.parquet'} (re-score with --predictions)")
     _print_results(results, out)
 
@@ -324,7 +567,9 @@ def report_cmd(results_json, out, html, no_plots) -> None:
     """
     from benchgen.evaluators import rerender
 
-    for path in rerender(results_json, out, html=html, plots=not no_plots):
+    with _rendering(results_json):
+        paths = rerender(results_json, out, html=html, plots=not no_plots)
+    for path in paths:
         click.echo(f"wrote {path}")
 
 
@@ -347,14 +592,22 @@ def predict_oracle_cmd(dataset_dir, out, noise, seed, loops, splits, token_ids, 
     """
     from pathlib import Path
 
-    from benchgen.config import parse_int_set
+    from benchgen.atomic import safe_out_path
+    from benchgen.dataset import load
     from benchgen.evaluators import oracle_predictions, write_predictions
+    from benchgen.evaluators.predictions import file_format
 
+    _check_numbers({"--noise": noise}, {"--seed": (seed, 0, 2**63 - 1)})
+    out = str(safe_out_path(out))
+    file_format(out)
     if Path(out).exists() and not overwrite:
         _fail(f"--out {out}: already exists (pass --overwrite to replace it)")
-    table = oracle_predictions(dataset_dir, splits=_split_list(splits), noise=noise, seed=seed,
-                               loops=list(parse_int_set(loops, "loops")) if loops else None, token_ids=token_ids)
-    write_predictions(table, out)
+    if Path(out).is_dir():
+        _fail(f"--out {out}: is a directory (expected a predictions file)")
+    ds = load(dataset_dir)
+    table = oracle_predictions(ds, splits=_split_list(splits), noise=noise, seed=seed,
+                               loops=_loops(loops), token_ids=token_ids)
+    write_predictions(table, out, fingerprint=ds.fingerprint, overwrite=overwrite)
     click.echo(f"wrote {table.num_rows} predictions to {out}")
 
 
@@ -379,12 +632,16 @@ def _list_train_presets(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--seed", type=int, default=None, help="seed for init, batches and loop sampling")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (0: torch default)")
+@click.option("--curriculum/--no-curriculum", default=None,
+              help="depth curriculum (LTG): add hop k+1 once k-hop accuracy passes train.curriculum_threshold "
+                   "(tune with --set train.curriculum_start=2 --set train.curriculum_every=100 ...)")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--overwrite", is_flag=True, help="replace an existing run directory")
-@click.option("--progress/--no-progress", default=True, help="show a progress bar")
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 @click.option("--list-presets", is_flag=True, is_eager=True, expose_value=False, callback=_list_train_presets,
               help="list training presets and exit")
-def train_cmd(data, preset, config_file, overrides, out, steps, seed, device, threads, resume, overwrite, progress):
+def train_cmd(data, preset, config_file, overrides, out, steps, seed, device, threads, curriculum, resume, overwrite,
+              progress):
     """Train a reference looped transformer (torchrun for multi-GPU / multi-process DDP).
 
     \b
@@ -393,12 +650,21 @@ def train_cmd(data, preset, config_file, overrides, out, steps, seed, device, th
       benchgen train --data data/khop-small --preset cpu-khop-vanilla --out runs/vanilla --set train.steps=500
       benchgen train --data data/khop-small --out runs/looped --resume --steps 6000
       torchrun --nproc_per_node 2 -m benchgen train --data DIR --preset ltg-depth --out runs/ltg
+      benchgen train --data data/khop-depth-small --preset cpu-depth-looped --out runs/depth   # curriculum
     """
-    from benchgen.reference_models.config import resolve
-    from benchgen.reference_models.train import train
+    from benchgen.registry import missing_extra
 
-    extra = [f"train.{k}={v}" for k, v in (("seed", seed), ("device", device), ("threads", threads))
-             if v is not None]
+    try:
+        from benchgen.reference_models.config import resolve
+        from benchgen.reference_models.train import train
+    except ModuleNotFoundError as e:
+        raise missing_extra(e, "benchgen train") from None
+
+    _check_numbers({}, {"--seed": (seed, 0, 2**63 - 1), "--steps": (steps, 0, 10**9),
+                        "--threads": (threads, 0, 4096)})
+    _check_device(device, allow_auto=True)
+    extra = [f"train.{k}={v}" for k, v in (("seed", seed), ("device", device), ("threads", threads),
+                                           ("curriculum", curriculum)) if v is not None]
     model_cfg = train_cfg = None
     if not resume:
         if preset is None and config_file is None:
@@ -407,8 +673,10 @@ def train_cmd(data, preset, config_file, overrides, out, steps, seed, device, th
     elif preset or config_file or overrides or extra:
         _fail("--resume continues with the run's saved config: drop --preset/--config/--set/--seed/--device/--threads")
     run = train(data, out, model_cfg, train_cfg, resume=resume, overwrite=overwrite, steps=steps,
-                progress=progress, preset=preset)
+                progress=_progress(progress), preset=preset)
     click.echo(f"run saved to {run}")
+    _hint(f"benchgen evaluate {data} --model reference:{run} --loops 1-16 --out eval/{_spec_name(str(run))} --html",
+          "benchgen leaderboard eval/*/results.json --out board.html")
 
 
 # --- export / leaderboard (external models, lm-eval) ------------------------------------------------
@@ -428,12 +696,17 @@ def export_group() -> None:
 @click.option("--name", default=None, help="task name suffix: tasks are benchgen_<name>_* [default: dataset dir name]")
 @click.option("--splits", multiple=True, metavar="A,B", help="splits to export [default: all but train]")
 @click.option("--max-gen-toks", type=int, default=None, help="generation budget [default: longest answer chars + 8]")
+@click.option("--num-fewshot", type=click.IntRange(min=0), default=0, show_default=True,
+              help="default shots per prompt, drawn from train (lm_eval --num_fewshot overrides it)")
+@click.option("--hub-dataset", default=None, metavar="ID",
+              help="read the data from this Hub dataset (user/name, pushed from DATASET_DIR) instead of local files")
 @click.option("--overwrite", is_flag=True, help="replace an existing --out directory")
-def export_lm_eval_cmd(dataset_dir, out, name, splits, max_gen_toks, overwrite) -> None:
+def export_lm_eval_cmd(dataset_dir, out, name, splits, max_gen_toks, num_fewshot, hub_dataset, overwrite) -> None:
     """Write lm-evaluation-harness tasks: one per split and depth, a group per split, one group overall.
 
-    Tasks read the parquet shards by absolute path (generate_until, exact match). Score the
-    logged samples per depth with `benchgen evaluate DIR --lm-eval-samples OUT`.
+    Tasks read the parquet shards by paths relative to TASKDIR (or --hub-dataset); generate_until,
+    exact match; TASKDIR/README.md has the exact commands. Score the logged samples per depth with
+    `benchgen evaluate DIR --lm-eval-samples OUT` (model name and args come from lm-eval's results file).
 
     \b
     Example:
@@ -446,9 +719,48 @@ def export_lm_eval_cmd(dataset_dir, out, name, splits, max_gen_toks, overwrite) 
     from benchgen.evaluators.lm_eval import export_lm_eval
 
     info = export_lm_eval(load(dataset_dir), out, name=name, splits=_split_list(splits),
-                          max_gen_toks=max_gen_toks, overwrite=overwrite)
+                          max_gen_toks=max_gen_toks, overwrite=overwrite, num_fewshot=num_fewshot,
+                          hub_dataset=hub_dataset)
     click.echo(f"wrote {info['tasks']} task(s) in {len(info['split_groups'])} split group(s) to {info['path']}")
-    click.echo(f"run: lm_eval --include_path {info['path']} --tasks {info['group']} --log_samples --output_path OUT ...")
+    _hint(f"lm_eval --model hf --model_args pretrained=PATH --include_path {info['path']} --tasks {info['group']} "
+          "--log_samples --output_path lm-out", f"benchgen evaluate {dataset_dir} --lm-eval-samples lm-out --out eval/NAME")
+
+
+@main.command("baselines")
+@click.argument("dataset_dir")
+@click.option("--out", required=True, metavar="OUTDIR", help="directory for OUTDIR/<baseline>/results.json and summary")
+@click.option("--only", multiple=True, metavar="A,B", help="run only these baselines [default: all of the task's]")
+@click.option("--splits", multiple=True, metavar="A,B", help="splits to score [default: all but train]")
+@click.option("--plots", is_flag=True, help="also draw each baseline's report plots (slower)")
+@click.option("--bootstrap", type=int, default=200, show_default=True, help="bootstrap resamples per baseline")
+@click.option("--overwrite", is_flag=True, help="replace an existing --out directory")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def baselines_cmd(dataset_dir, out, only, splits, plots, bootstrap, overwrite, as_json) -> None:
+    """Score the task's non-reasoning baselines (fitted on train) like any model: floor rows.
+
+    Writes OUTDIR/<baseline>/results.json (+ report.md, predictions.parquet) and
+    OUTDIR/summary.json / summary.md: per split and depth, chance and the best shortcut.
+
+    \b
+    Examples:
+      benchgen baselines data/khop-small --out floors/khop-small
+      benchgen baselines data/phop --only one_hop,positional_probe --out floors/phop
+      benchgen leaderboard eval/*/results.json floors/khop-small --out board.md
+    """
+    from benchgen.evaluators.baselines import run_baselines
+
+    run = run_baselines(dataset_dir, out, only=_split_list(only), splits=_split_list(splits),
+                        overwrite=overwrite, plots=plots, bootstrap=bootstrap)
+    if as_json:
+        _echo_json({"out": str(run.out), "seconds": round(run.seconds, 2), **run.summary})
+        return
+    click.echo(f"{'split':<16} {'depth':>5} {'n':>6} {'chance':>7}  best shortcut baseline (accuracy [95% CI])")
+    for split, rows in run.summary["splits"].items():
+        for e in rows:
+            b = e.get("best")
+            best = "–" if b is None else f"{b['baseline']} {b['accuracy']:.3f} [{b['ci_low']:.3f}, {b['ci_high']:.3f}]"
+            click.echo(f"{split:<16} {e['depth']:>5} {e['n']:>6} {e['chance']:>7.4f}  {best}")
+    click.echo(f"wrote {len(run.names)} baseline(s) to {run.out} in {run.seconds:.1f}s")
 
 
 @main.command("leaderboard")
@@ -460,20 +772,29 @@ def export_lm_eval_cmd(dataset_dir, out, name, splits, max_gen_toks, overwrite) 
 @click.option("--sort", type=click.Choice(["mean", "id", "systematic", "depth", "horizon", "drop"]),
               default="mean", show_default=True,
               help="rank by: mean of ID/systematic/extrapolation accuracy, one of them, horizon, or smallest drop")
-def leaderboard_cmd(results, outs, baselines, sort) -> None:
+@click.option("--allow-partial", is_flag=True,
+              help="show results that left test examples or loop counts unscored (marked partial) instead of refusing")
+def leaderboard_cmd(results, outs, baselines, sort, allow_partial) -> None:
     """Rank models evaluated on one dataset (refuses results whose dataset fingerprints differ).
 
-    RESULTS are results.json files or the directories holding them.
+    RESULTS are results.json files, the directories holding them, or a `benchgen baselines`
+    output directory (its baselines become floor rows). Each row shows its coverage and the loop
+    count it is reported at (the model's trained T when recorded, else the largest swept).
 
     \b
-    Example:
+    Examples:
       benchgen leaderboard eval/*/results.json --baseline ref/results.json --out board.html --out board.md
+      benchgen leaderboard eval/*/results.json floors/khop-small --out board.md
+      benchgen leaderboard eval/partial/results.json --allow-partial --out board.md
     """
     from benchgen.evaluators.leaderboard import leaderboard
 
-    rows = leaderboard(list(results), list(outs), baselines=list(baselines), sort=sort)
+    with _rendering(", ".join([*results, *baselines][:3])):
+        rows = leaderboard(list(results), list(outs), baselines=list(baselines), sort=sort,
+                           allow_partial=allow_partial)
     for r in rows:
-        click.echo(f"{r.rank:>3}. {r.model}{' (baseline)' if r.baseline else ''}")
+        tag = " (floor)" if r.floor else " (baseline)" if r.baseline else ""
+        click.echo(f"{r.rank:>3}. {r.model}{tag}{' (partial)' if r.partial else ''}")
     for o in outs:
         click.echo(f"wrote {o}")
 

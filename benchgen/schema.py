@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pyarrow as pa
 
-SPLITS = ("train", "valid", "test_id", "test_systematic", "test_depth")
+SPLITS = ("train", "valid", "test_id", "test_systematic", "test_interp", "test_depth")
 SPLIT_NAME = re.compile(r"^\w+$")
 ID_DIGITS = 9
 

@@ -62,12 +62,31 @@ class Vocab:
         return {"tokens": self.tokens, "joiner": self.joiner, "pad_id": self._index.get(PAD)}
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        """Write vocab.json atomically (umask modes) through the one atomic-write helper."""
+        from benchgen.atomic import write_file
+
+        write_file(path, json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Vocab:
-        d = json.loads(Path(path).read_text())
-        return cls(tokens=list(d["tokens"]), joiner=d.get("joiner", ""))
+        """Read vocab.json, validating its structure (ValueError naming the field otherwise)."""
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls.from_json(d)
+
+    @classmethod
+    def from_json(cls, d: object) -> Vocab:
+        """Build from a parsed vocab.json: {"tokens": [str, ...], "joiner": str}."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+        tokens = d.get("tokens")
+        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+            raise ValueError("field 'tokens' must be a non-empty list of strings")
+        joiner = d.get("joiner", "")
+        if not isinstance(joiner, str):
+            raise ValueError("field 'joiner' must be a string")
+        if PAD not in tokens:
+            raise ValueError(f"field 'tokens' must contain {PAD}")
+        return cls(tokens=list(tokens), joiner=joiner)
 
 
 def list_array_from_matrix(m: np.ndarray, lengths: np.ndarray | None = None) -> pa.ListArray:

@@ -1,22 +1,23 @@
-"""Throughput of the dataset generators, end to end (sampling + rendering + parquet write), against
-reasoning-gym in the same run on the same machine.
+"""Generation speed as a user measures it: whole processes, against baselines timed in the same run.
 
-Measures, printing a table and ratios:
+Every figure is a fresh process (interpreter start, imports, sampling, rendering, writing), best of
+``--repeats``, all in one run on one machine:
 
-* khop ``grokked-composition`` and ``ltg-depth``: rows/s through ``tasks.khop.generate`` into a
-  temporary directory; target >= 50x reasoning-gym ``family_relationships`` examples/s;
-* peak resident memory of ``ltg-depth`` generation in a fresh subprocess; target < 1 GiB;
-* addition ``saunshi-addition``: rows/s building every split in memory (the like-for-like figure:
-  reasoning-gym also returns in-memory examples), target >= 100x reasoning-gym
-  ``basic_arithmetic`` examples/s; and rows/s end to end including the parquet write;
-* induction ``saunshi-phop``: the sampler alone (draw + dedup hash + arrow rows) on its
-  length-256 cells, target >= 100,000 sequences/s; all splits in memory; end to end.
+* ``benchgen generate`` for khop ``grokked-composition`` and ``ltg-depth``, addition
+  ``saunshi-addition`` and the induction preset ``saunshi-phop-16`` (or ``saunshi-phop``), with
+  each process's peak RSS;
+* reasoning-gym 0.1.25 ``family_relationships`` and ``basic_arithmetic`` (``--rg-items`` examples,
+  default 100,000) in their own processes; targets: khop >= 50x ``family_relationships``,
+  addition >= 100x ``basic_arithmetic``;
+* the anchor researchers run today: ``benchmarks/ltg_style_generate.py``, a plain-Python random-walk
+  generator written like the Loop-Think-Generalize scripts, making the ``ltg-depth`` shape.
 
-reasoning-gym is an optional bench dependency (``pip install reasoning-gym``); when it cannot be
-imported the script says so and skips only the baseline and the ratios that need it.
+reasoning-gym pins packages that fight benchgen's dev extras, so it can live in its own venv:
+``--rg-python /path/to/venv/bin/python`` (default: this interpreter). When it cannot be imported the
+script says so and skips only those ratios.
 
-Usage: ``python benchmarks/generate.py [--only khop,addition,induction] [--rg-items N] [--check]``
-(``--check`` exits 1 when a target is missed).
+Usage: ``python benchmarks/generate.py [--only khop,addition,induction] [--repeats 3]
+[--rg-python PY] [--workers N] [--check]`` (``--check`` exits 1 when a target is missed).
 """
 
 from __future__ import annotations
@@ -31,177 +32,130 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from benchgen.config import build_config  # noqa: E402
-from benchgen.registry import get_task  # noqa: E402
-
 GIB = 1 << 30
 
-
-def reasoning_gym_rate(name: str, items: int) -> float | None:
-    """Examples/s of reasoning-gym's dataset ``name`` (None when reasoning-gym is unavailable)."""
-    try:
-        import reasoning_gym
-    except ImportError as e:
-        print(f"reasoning-gym not importable ({e}); skipping the {name} baseline "
-              f"(pip install reasoning-gym)")
-        return None
-    t = time.perf_counter()
-    ds = reasoning_gym.create_dataset(name, size=items, seed=42)
-    n = sum(1 for i in range(len(ds)) if ds[i]["answer"] is not None)
-    return n / (time.perf_counter() - t)
+RG_CODE = (
+    "import sys, reasoning_gym\n"
+    "ds = reasoning_gym.create_dataset(sys.argv[1], size=int(sys.argv[2]), seed=42)\n"
+    "print(sum(1 for i in range(len(ds)) if ds[i]['answer'] is not None))\n")
 
 
-def rg_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("reasoning-gym")
-    except Exception:  # noqa: BLE001 - informational only
-        return "?"
-
-
-def time_generate(task: str, preset: str, workdir: Path, repeats: int = 3) -> tuple[int, float]:
-    """(rows written, best seconds of ``repeats``) of one preset generated end to end into ``workdir``."""
-    from benchgen.dataset import load
-
-    mod = get_task(task)
-    cfg = build_config(mod.CONFIG, mod.PRESETS, preset, {})
-    out = workdir / f"{task}-{preset}"
-    best = float("inf")
+def run_process(cmd: list[str], repeats: int, before=None) -> tuple[str, float, int]:
+    """(last stdout, best wall seconds, peak RSS bytes of the best run) of ``cmd`` as a fresh process."""
+    best, rss, out = float("inf"), 0, ""
     for _ in range(repeats):
+        if before is not None:
+            before()
         t = time.perf_counter()
-        mod.generate(cfg, out, overwrite=True, progress=False)
-        best = min(best, time.perf_counter() - t)
-        rows = sum(s["rows"] for s in load(out).manifest["splits"].values())
-        shutil.rmtree(out, ignore_errors=True)
-    return rows, best
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        dt = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout, stderr = proc.stdout.read(), proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {stderr.strip()[-500:]}")
+        if dt < best:
+            best, rss, out = dt, usage.ru_maxrss * 1024, stdout  # ru_maxrss is KiB on Linux
+    return out, best, rss
 
 
-def memory_rate(task: str, preset: str) -> tuple[int, float]:
-    """(rows, seconds) of building every split of a grid preset as arrow tables in memory (sampling,
-    dedup, rendering, ids, train shuffle; no parquet write): the like-for-like figure against
-    reasoning-gym, which also returns in-memory examples."""
-    from benchgen.tasks.grid import split_tables
-
-    mod = get_task(task)
-    cfg = build_config(mod.CONFIG, mod.PRESETS, preset, {})
-    t = time.perf_counter()
-    n = 0
-    for _, tables in split_tables(mod.NAME, cfg.grid(), mod.Sampler(cfg), cfg.counts(), cfg.seed,
-                                  "train_per_cell", mod.SCHEMA, lambda k: None):
-        for table in tables:
-            n += table.num_rows
-    return n, time.perf_counter() - t
+def rg_rate(python: str, name: str, items: int, repeats: int) -> tuple[int, float] | None:
+    """(examples, best seconds) of reasoning-gym's ``name`` as a whole process, or None if unavailable."""
+    probe = subprocess.run([python, "-c", "import reasoning_gym"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"reasoning-gym not importable by {python}; skipping the {name} baseline "
+              "(pip install reasoning-gym, or --rg-python a venv that has it)")
+        return None
+    out, dt, _ = run_process([python, "-c", RG_CODE, name, str(items)], repeats)
+    return int(out.strip().splitlines()[-1]), dt
 
 
-def sampler_rate(preset: str, width: int, rows: int = 131072) -> float:
-    """Sequences/s of the p-hop sampler alone (draw, dedup hash, arrow rows) on ``preset``'s
-    training cells of sequence length ``width``."""
-    import numpy as np
-    from benchgen.tasks import induction
-    from benchgen.tasks.grid import row_hash
-
-    cfg = build_config(induction.InductionConfig, induction.PRESETS, preset, {})
-    s = induction.Sampler(cfg)
-    cells = [c for c in cfg.grid().train_cells() if c[1] == width]
-    rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    done = 0
-    for cell in cells:
-        for _ in range(max(1, rows // len(cells) // 65536)):
-            r = s.draw(rng, cell, 65536)
-            row_hash(r["key"])
-            s.table(r, cell, "train")
-            done += 65536
-    return done / (time.perf_counter() - t)
+def benchgen_cmd() -> list[str]:
+    """The installed console script, as a user types it (``python -m benchgen`` when not on PATH)."""
+    exe = shutil.which("benchgen")
+    return [exe] if exe else [sys.executable, "-m", "benchgen"]
 
 
-def peak_memory(task: str, preset: str, workdir: Path) -> int:
-    """Peak RSS in bytes of generating one preset in a fresh Python process."""
-    code = (
-        "import resource, sys\n"
-        f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from benchgen.config import build_config\n"
-        "from benchgen.registry import get_task\n"
-        f"mod = get_task({task!r})\n"
-        f"cfg = build_config(mod.CONFIG, mod.PRESETS, {preset!r}, {{}})\n"
-        f"mod.generate(cfg, {str(workdir / 'mem')!r}, overwrite=True, progress=False)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    shutil.rmtree(workdir / "mem", ignore_errors=True)
-    return int(out.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is KiB on Linux
+def rows_written(out: Path) -> int:
+    """Rows of a written dataset, from its manifest."""
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    return sum(s["rows"] for s in manifest["splits"].values())
+
+
+def induction_preset() -> str:
+    """The per-p Saunshi preset when it exists (newer releases), else the mixed one."""
+    out = subprocess.run(benchgen_cmd() + ["tasks"], capture_output=True, text=True).stdout
+    return "saunshi-phop-16" if "saunshi-phop-16" in out else "saunshi-phop"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="khop,addition,induction", help="comma-separated task families")
-    ap.add_argument("--rg-items", type=int, default=20000, help="reasoning-gym items per baseline")
+    ap.add_argument("--rg-items", type=int, default=100_000, help="reasoning-gym items per baseline process")
+    ap.add_argument("--rg-python", default=sys.executable, help="interpreter that has reasoning-gym")
+    ap.add_argument("--repeats", type=int, default=3, help="best of this many processes per figure")
+    ap.add_argument("--workers", type=int, default=None, help="pass --workers N to benchgen generate")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args()
     only = set(args.only.split(","))
-    results: list[tuple[str, str, str, bool | None]] = []  # (what, figure, target, met)
+    missed = []
 
-    def row(what: str, figure: str, target: str = "", met: bool | None = None) -> None:
-        results.append((what, figure, target, met))
+    def row(what: str, rows: int, dt: float, extra: str = "", target: str = "", met: bool | None = None) -> None:
         mark = "" if met is None else ("  [met]" if met else "  [MISSED]")
-        print(f"{what:<44} {figure:>22}  {target}{mark}", flush=True)
+        if met is False:
+            missed.append(what)
+        print(f"| {what} | {rows:,} | {dt:.2f} | {rows / dt:,.0f} | {extra} | {target}{mark} |", flush=True)
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; every figure from this one run\n")
-    rg: dict[str, float | None] = {}
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; whole processes, best of {args.repeats}, "
+          "one run\n")
+    print("| what | rows | s | rows/s | peak RSS / ratio | target |")
+    print("|---|---:|---:|---:|---|---|")
+    rg = {}
+    for name in ("family_relationships", "basic_arithmetic"):
+        got = rg_rate(args.rg_python, name, args.rg_items, args.repeats)
+        if got is not None:
+            rg[name] = got[0] / got[1]
+            row(f"reasoning-gym `{name}`", got[0], got[1])
 
-    def baselines(when: str) -> None:
-        """Measure reasoning-gym; ratios use the 'before' run, the 'after' run shows how much the
-        machine's load moved during the benchmark (ratios are only as steady as the machine)."""
-        for name in ("family_relationships", "basic_arithmetic"):
-            rate = reasoning_gym_rate(name, args.rg_items)
-            if rate is None:
-                rg[name] = None
-                continue
-            rg.setdefault(name, rate)
-            row(f"reasoning-gym {rg_version()} {name} ({when})", f"{rate:,.0f} ex/s")
+    def ratio(rate: float, base: str, target: float) -> tuple[str, str, bool | None]:
+        if base not in rg:
+            return "no baseline", "", None
+        r = rate / rg[base]
+        return f"{r:,.1f}x `{base}`", f">= {target:g}x", r >= target
 
-    baselines("before")
+    jobs = []
+    if "khop" in only:
+        jobs += [("khop", "grokked-composition", "family_relationships", 50),
+                 ("khop", "ltg-depth", "family_relationships", 50)]
+    if "addition" in only:
+        jobs.append(("addition", "saunshi-addition", "basic_arithmetic", 100))
+    if "induction" in only:
+        jobs.append(("induction", induction_preset(), None, None))
+    workers = ["--workers", str(args.workers)] if args.workers else []
     with tempfile.TemporaryDirectory(prefix="benchgen-bench-") as tmp:
-        work = Path(tmp)
-        if "khop" in only:
-            for preset in ("grokked-composition", "ltg-depth"):
-                n, dt = time_generate("khop", preset, work)
-                rate = n / dt
-                base = rg.get("family_relationships")
-                ratio = f"{rate / base:,.0f}x family_relationships" if base else "no baseline"
-                row(f"khop {preset} ({n:,} rows, {dt:.1f} s)", f"{rate:,.0f} rows/s",
-                    f"{ratio} (target >= 50x)", (rate >= 50 * base) if base else None)
-            mem = peak_memory("khop", "ltg-depth", work)
-            row("khop ltg-depth peak RSS (subprocess)", f"{mem / GIB:.2f} GiB", "target < 1 GiB", mem < GIB)
-        if "addition" in only:
-            base = rg.get("basic_arithmetic")
-            n, dt = memory_rate("addition", "saunshi-addition")
-            rate = n / dt
-            ratio = f"{rate / base:,.0f}x basic_arithmetic" if base else "no baseline"
-            row(f"addition saunshi-addition in memory ({dt:.1f} s)", f"{rate:,.0f} rows/s",
-                f"{ratio} (target >= 100x)", (rate >= 100 * base) if base else None)
-            n, dt = time_generate("addition", "saunshi-addition", work)
-            rate = n / dt
-            ratio = f"{rate / base:,.0f}x basic_arithmetic" if base else "no baseline"
-            row(f"addition saunshi-addition to parquet ({n:,} rows, {dt:.1f} s)", f"{rate:,.0f} rows/s",
-                f"{ratio}, end to end")
-        if "induction" in only:
-            rate = sampler_rate("saunshi-phop", 256)
-            row("induction sampler, length 256 (no write)", f"{rate:,.0f} seq/s", "target >= 100,000 seq/s",
-                rate >= 100_000)
-            n, dt = memory_rate("induction", "saunshi-phop")
-            row(f"induction saunshi-phop in memory ({dt:.1f} s)", f"{n / dt:,.0f} rows/s",
-                "all splits, lengths 128 + 256")
-            n, dt = time_generate("induction", "saunshi-phop", work)
-            row(f"induction saunshi-phop to parquet ({n:,} rows, {dt:.1f} s)", f"{n / dt:,.0f} rows/s",
-                "end to end")
-    if any(v is not None for v in rg.values()):
-        baselines("after")
-        print("(ratios use the 'before' baseline; compare 'after' to see how much the load moved)")
-    missed = [r for r in results if r[3] is False]
-    print(f"\n{len(missed)} target(s) missed" if missed else "\nall measured targets met")
+        for task, preset, base, target in jobs:
+            out = Path(tmp) / f"{task}-{preset}"
+            cmd = benchgen_cmd() + ["generate", task, "--preset", preset, "--out", str(out), *workers]
+            _, dt, rss = run_process(cmd, args.repeats, before=lambda o=out: shutil.rmtree(o, ignore_errors=True))
+            n = rows_written(out)
+            if base is None:
+                row(f"benchgen `{preset}`", n, dt, f"{rss / GIB:.2f} GiB")
+                continue
+            text, tgt, met = ratio(n / dt, base, target)
+            row(f"benchgen `{preset}`", n, dt, f"{rss / GIB:.2f} GiB; {text}", tgt, met)
+            if preset == "ltg-depth":
+                anchor = Path(tmp) / "ltg-style"
+                outp, adt, arss = run_process(
+                    [sys.executable, str(ROOT / "benchmarks" / "ltg_style_generate.py"), str(anchor)],
+                    args.repeats, before=lambda a=anchor: shutil.rmtree(a, ignore_errors=True))
+                an = int(outp.strip().splitlines()[-1])
+                row("LTG-style plain Python (`ltg_style_generate.py`)", an, adt,
+                    f"{arss / GIB:.2f} GiB; benchgen is {(n / dt) / (an / adt):.1f}x")
+    print(f"\n{len(missed)} target(s) missed: {', '.join(missed)}" if missed else "\nall measured targets met")
     return 1 if (args.check and missed) else 0
 
 

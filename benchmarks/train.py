@@ -15,7 +15,7 @@ import time
 
 import torch
 
-SHAPES = {"khop": (6, 58), "addition": (16, 16)}  # (sequence length, vocab size)
+SHAPES = {"khop": (6, 58), "addition": (16, 16), "depth": (7, 40)}  # (sequence length, vocab size)
 
 
 def bench(preset: str, device: str, steps: int, warmup: int, loops: int | None = None) -> float:
@@ -24,7 +24,7 @@ def bench(preset: str, device: str, steps: int, warmup: int, loops: int | None =
     from benchgen.reference_models.train import LossModel, param_groups
 
     mc, tc = resolve(preset)
-    length, vocab = SHAPES["addition" if "addition" in preset else "khop"]
+    length, vocab = SHAPES[next((k for k in ("addition", "depth") if k in preset), "khop")]
     mc.vocab_size, mc.max_len = vocab, length
     torch.manual_seed(0)
     model = LoopedTransformer(mc).to(device)
@@ -57,7 +57,8 @@ def bench(preset: str, device: str, steps: int, warmup: int, loops: int | None =
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--presets", default="cpu-khop-looped,cpu-khop-vanilla,cpu-addition-looped,cpu-addition-vanilla")
+    ap.add_argument("--presets", default="cpu-khop-looped,cpu-khop-vanilla,cpu-addition-looped,cpu-addition-vanilla,"
+                                         "cpu-depth-looped,cpu-depth-vanilla,cpu-depth-isoflop")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (the presets use 1)")

@@ -10,10 +10,12 @@ Public API (the CLI's ``evaluate`` / ``report`` / ``predict-oracle`` call exactl
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from benchgen.evaluators.metrics import MetricSettings, compute_metrics
 from benchgen.evaluators.oracle import oracle_predictions
+from benchgen.evaluators.outputs import write_outputs
 from benchgen.evaluators.predictions import (
     load_predictions,
     read_predictions,
@@ -21,7 +23,7 @@ from benchgen.evaluators.predictions import (
     write_predictions,
 )
 from benchgen.evaluators.report import render_html, render_markdown, rerender
-from benchgen.evaluators.results import SCHEMA_VERSION, Results, write_outputs
+from benchgen.evaluators.results import SCHEMA_VERSION, Results
 from benchgen.evaluators.scoring import Normalization, Scored, cells, resolve_dataset, score
 
 __all__ = [
@@ -42,6 +44,10 @@ def evaluate(dataset, predictions, *, splits: list[str] | None = None, allow_mis
     """
     ds = resolve_dataset(dataset)
     settings = settings or MetricSettings()
+    meta = model_metadata or {}
+    if settings.trained_loops is None and isinstance(meta.get("trained_loops"), int):
+        settings = dataclasses.replace(settings, trained_loops=meta["trained_loops"],
+                                       loop_sampling=settings.loop_sampling or meta.get("loop_sampling"))
     normalization = normalization or Normalization()
     scored = score(ds, predictions, splits=splits, allow_missing=allow_missing, normalization=normalization)
     table = cells(scored)
@@ -53,7 +59,7 @@ def evaluate(dataset, predictions, *, splits: list[str] | None = None, allow_mis
         model.setdefault("predictions", str(predictions))
     coverage = dict(scored.coverage)
     norm = coverage.pop("normalization")
-    dataset_info = {"task": ds.task, "fingerprint": ds.fingerprint, "path": str(ds.path.resolve()),
+    dataset_info = {"task": ds.task, "fingerprint": ds.fingerprint, "path": str(ds.path if getattr(ds, "in_memory", False) else ds.path.resolve()),
                     "seed": ds.manifest.get("seed"), "benchgen_version": ds.manifest.get("benchgen_version"),
                     "config": ds.config}
     return Results(dataset=dataset_info, model=model, normalization=norm, coverage=coverage,

@@ -3,9 +3,15 @@
 Results computed on different datasets are refused (their fingerprints differ), so every row
 is comparable. Columns: ID, systematic and depth-extrapolation accuracy (95% intervals), depth
 horizon (bootstrap interval) and overthinking drop; the HTML page is one static file with a
-sortable table and every model's accuracy-by-depth curve on one embedded plot. Reference-model
-results (model spec ``reference:...``, ``model.baseline: true`` or passed as baselines) are
-marked as baseline rows.
+sortable table and every model's accuracy-by-depth curve on one embedded plot, with chance and
+the best shortcut baseline per depth as reference lines. Reference-model results (model spec
+``reference:...``, ``model.baseline: true`` or passed as baselines) are marked as baseline rows;
+non-reasoning baselines from ``benchgen baselines`` (``model.floor: true``) as floor rows.
+
+Every row shows its coverage (scored / total examples per test split); a results file that left
+examples or loop counts unscored is refused unless ``allow_partial``, and then marked partial.
+A row's accuracies are taken at its primary loop count: the model's trained T when the results
+record it (``model.trained_loops``) and it was swept, else the largest swept; the board says which.
 """
 
 from __future__ import annotations
@@ -14,8 +20,7 @@ import base64
 import csv
 import html
 import io
-import os
-import tempfile
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +49,10 @@ class Row:
     curve: list[dict] = field(default_factory=list)
     id_depths: list[int] = field(default_factory=list)
     rank: int = 0
+    floor: bool = False
+    loops_source: str = ""   # "trained" or "largest swept" (empty: a model without loops)
+    coverage: dict[str, list[int]] = field(default_factory=dict)  # test split -> [scored, total]
+    partial: bool = False
 
     @property
     def mean(self) -> float | None:
@@ -65,14 +74,50 @@ def _acc(entry: dict | None) -> dict | None:
     return {"value": entry["accuracy"], "ci_low": entry.get("ci_low"), "ci_high": entry.get("ci_high")}
 
 
-def _row(results, source: str, baseline: bool) -> Row:
-    metrics = results.metrics
-    settings = results.settings or {}
-    per_split = metrics.get("per_split", {})
-    id_split = settings.get("id_split", "test_id")
-    ext = metrics.get("depth_extrapolation", {}) or {}
+def primary_loops(results) -> tuple[int | None, str]:
+    """The loop count a row is reported at, and why: the trained T if swept, else the largest swept."""
+    loops = sorted(int(x) for x in results.cells["loops"].dropna().unique())
+    if not loops:
+        return None, ""
+    trained = results.model.get("trained_loops", (results.settings or {}).get("trained_loops"))
+    if isinstance(trained, int) and not isinstance(trained, bool) and trained in loops:
+        return trained, "trained"
+    return loops[-1], "largest swept"
+
+
+def _settings(results, loops: int | None):
+    """The results' own metric settings (unknown keys dropped), at ``loops``."""
+    import dataclasses
+
+    from benchgen.evaluators.metrics import MetricSettings
+
+    known = {f.name for f in dataclasses.fields(MetricSettings)}
+    kept = {k: v for k, v in (results.settings or {}).items() if k in known}
+    return MetricSettings(**{**kept, "primary_loops": loops})
+
+
+def coverage_of(results, totals: dict[str, int]) -> tuple[dict[str, list[int]], bool]:
+    """[scored, total] examples per test split of the board, and whether anything was left unscored."""
+    splits = (results.coverage or {}).get("splits") or {}
+    cov, partial = {}, not splits
+    for split, total in totals.items():
+        c = splits.get(split) or {}
+        scored = int(c.get("predicted", 0))
+        cov[split] = [scored, total]
+        partial |= scored < total or bool(c.get("incomplete_sweeps"))
+    return cov, partial
+
+
+def _row(results, source: str, baseline: bool, totals: dict[str, int] | None = None) -> Row:
+    from benchgen.evaluators.metrics import depth_extrapolation, per_split
+
+    T, why = primary_loops(results)
+    settings = _settings(results, T)
+    per = per_split(results.cells, settings)
+    ext = depth_extrapolation(results.cells, settings)
     depth = horizon = None
     curve, id_depths = [], []
+    id_split = settings.id_split
     if ext.get("available"):
         m = ext.get("mean_extrapolation_accuracy") or {}
         depth = m if m.get("value") is not None else None
@@ -80,26 +125,40 @@ def _row(results, source: str, baseline: bool) -> Row:
         horizon = h if "value" in h else None
         curve = ext.get("curve") or []
         id_depths = ext.get("id_depths") or []
-        id_split = ext.get("id_split", id_split)
-    over = metrics.get("overthinking", {}) or {}
+    over = results.metrics.get("overthinking", {}) or {}
     drop = None
     if over.get("available"):
         drops = [d["drop"] for split, v in over.get("per_split", {}).items() if split.startswith("test")
                  for d in v.get("depths", []) if d.get("drop") is not None]
         drop = float(np.mean(drops)) if drops else None
     spec = str(results.model.get("spec", results.model.get("adapter", "")))
+    cov, partial = coverage_of(results, totals or {})
     return Row(model=results.model_name, source=source,
                baseline=baseline or bool(results.model.get("baseline")) or spec.startswith("reference:"),
-               loops=metrics.get("primary_loops"), id=_acc(per_split.get(id_split)),
-               systematic=_acc(per_split.get("test_systematic")), depth=depth, horizon=horizon, drop=drop,
-               curve=curve, id_depths=id_depths)
+               loops=T, id=_acc(per.get(id_split)),
+               systematic=_acc(per.get("test_systematic")), depth=depth, horizon=horizon, drop=drop,
+               curve=curve, id_depths=id_depths, floor=bool(results.model.get("floor")), loops_source=why,
+               coverage=cov, partial=partial)
 
 
-def load_rows(paths: Sequence[str | Path], baselines: Sequence[str | Path] = ()) -> tuple[list[Row], dict]:
-    """Read results files (or dirs holding results.json); refuse mixed dataset fingerprints."""
+def expand(path: str | Path) -> list[Path]:
+    """A results file, a directory holding results.json, or a ``benchgen baselines`` output
+    directory (every ``*/results.json`` in it)."""
+    p = Path(path)
+    if p.is_dir() and not (p / "results.json").exists():
+        found = sorted(p.glob("*/results.json"))
+        if found:
+            return found
+    return [p]
+
+
+def load_rows(paths: Sequence[str | Path], baselines: Sequence[str | Path] = (),
+              allow_partial: bool = False) -> tuple[list[Row], dict]:
+    """Read results files (or dirs holding them); refuse mixed dataset fingerprints and, unless
+    ``allow_partial``, results that left examples of a test split (or loop counts) unscored."""
     from benchgen.evaluators.results import Results
 
-    entries = [(p, False) for p in paths] + [(p, True) for p in baselines]
+    entries = [(q, False) for p in paths for q in expand(p)] + [(q, True) for p in baselines for q in expand(p)]
     if not entries:
         raise BenchgenError("leaderboard: no results files given")
     loaded = [(str(p), Results.from_json(p), b) for p, b in entries]
@@ -112,8 +171,18 @@ def load_rows(paths: Sequence[str | Path], baselines: Sequence[str | Path] = ())
         groups = "; ".join(f"{fp[:12]}: {', '.join(srcs)}" for fp, srcs in by_fp.items())
         raise BenchgenError(f"leaderboard: results come from different datasets (fingerprints differ) — "
                             f"{groups}. A leaderboard ranks models on one dataset only")
-    dataset = dict(loaded[0][1].dataset)
-    return [_row(r, src, b) for src, r, b in loaded], dataset
+    totals: dict[str, int] = {}  # examples per test split, from any results that scored it
+    for _, r, _ in loaded:
+        for split, c in ((r.coverage or {}).get("splits") or {}).items():
+            if split.startswith("test") and isinstance(c.get("examples"), int):
+                totals[split] = max(totals.get(split, 0), c["examples"])
+    rows = [_row(r, src, b, totals) for src, r, b in loaded]
+    bad = [r for r in rows if r.partial]
+    if bad and not allow_partial:
+        what = "; ".join(f"{r.source}: {_coverage(r)}" for r in bad)
+        raise BenchgenError(f"leaderboard: partial coverage — {what}. Score every example (and every loop "
+                            f"count), or pass --allow-partial to show such rows marked partial")
+    return rows, dict(loaded[0][1].dataset)
 
 
 def rank(rows: list[Row], sort: str = "mean") -> list[Row]:
@@ -152,26 +221,58 @@ def _drop(v: float | None) -> str:
 
 
 HEADERS = ["rank", "model", "loops", "ID acc % [95% CI]", "systematic acc % [95% CI]",
-           "depth-extrapolation acc % [95% CI]", "depth horizon [95% CI]", "overthinking drop (pts)"]
+           "depth-extrapolation acc % [95% CI]", "depth horizon [95% CI]", "overthinking drop (pts)",
+           "coverage (scored/total)"]
+
+
+def _label(r: Row) -> str:
+    return r.model + (" (floor)" if r.floor else " (baseline)" if r.baseline else "") + (" (partial)" if r.partial else "")
+
+
+def _loops(r: Row) -> str:
+    return "—" if r.loops is None else f"{r.loops} ({r.loops_source})"
+
+
+def _coverage(r: Row) -> str:
+    if not r.coverage:
+        return "—"
+    return ", ".join(f"{split} {a}/{b}" for split, (a, b) in r.coverage.items())
 
 
 def _cells(r: Row) -> list[str]:
-    name = r.model + (" (baseline)" if r.baseline else "")
-    return [str(r.rank), name, "—" if r.loops is None else str(r.loops), _pct(r.id), _pct(r.systematic),
-            _pct(r.depth), _horizon(r.horizon), _drop(r.drop)]
+    return [str(r.rank), _label(r), _loops(r), _pct(r.id), _pct(r.systematic),
+            _pct(r.depth), _horizon(r.horizon), _drop(r.drop), _coverage(r)]
 
 
 def _intro(dataset: dict, sort: str, n: int) -> str:
     return (f"Dataset: task `{dataset.get('task')}`, fingerprint `{str(dataset.get('fingerprint'))[:16]}`; "
             f"{n} model(s), ranked by {sort}. Accuracies in percent with 95% intervals (Wilson for a split, "
-            "bootstrap for derived numbers); overthinking drop = mean over test depths of peak minus "
-            "final accuracy across the loops sweep (— when no sweep).")
+            "bootstrap for derived numbers), at each model's trained loop count when its results record "
+            "it, else at the largest swept (the loops column says which); overthinking drop = mean over "
+            "test depths of peak minus final accuracy across the loops sweep (— when no sweep). Floor rows "
+            "are non-reasoning baselines fitted on train (`benchgen baselines`).")
+
+
+def md_cell(text: str) -> str:
+    """One Markdown table cell from untrusted text: no line breaks, no raw HTML, pipes escaped."""
+    flat = " ".join(str(text).split())
+    return html.escape(flat, quote=False).replace("|", "\\|")
+
+
+def csv_cell(value):
+    """Neutralise spreadsheet formulas (text starting with = + - @, tab or CR gets a leading quote);
+    round floats to 4 decimals (the intervals' own precision)."""
+    if isinstance(value, str) and value and value[0] in "=+-@\t\r":
+        return "'" + value
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
 
 
 def render_markdown(rows: list[Row], dataset: dict, sort: str) -> str:
-    lines = ["# benchgen leaderboard", "", _intro(dataset, sort, len(rows)), "",
+    lines = ["# benchgen leaderboard", "", md_cell(_intro(dataset, sort, len(rows))).replace("\\|", "|"), "",
              "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in rows]
+    lines += ["| " + " | ".join(md_cell(c) for c in _cells(r)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -181,17 +282,31 @@ def render_csv(rows: list[Row]) -> str:
     cols = ["rank", "model", "baseline", "source", "loops"]
     for m in ("id", "systematic", "depth_extrapolation", "depth_horizon"):
         cols += [m, f"{m}_ci_low", f"{m}_ci_high"]
-    w.writerow(cols + ["overthinking_drop"])
+    w.writerow(cols + ["overthinking_drop", "loops_source", "floor", "partial", "coverage"])
     for r in rows:
         vals: list = [r.rank, r.model, int(r.baseline), r.source, "" if r.loops is None else r.loops]
         for m in (r.id, r.systematic, r.depth, r.horizon):
             vals += ["" if not m or m.get(k) is None else m[k] for k in ("value", "ci_low", "ci_high")]
-        w.writerow(vals + ["" if r.drop is None else r.drop])
+        vals += ["" if r.drop is None else r.drop, r.loops_source, int(r.floor), int(r.partial), _coverage(r)]
+        w.writerow([csv_cell(v) for v in vals])
     return buf.getvalue()
 
 
-def depth_plot_png(rows: list[Row]) -> bytes | None:
-    """All models' accuracy-by-depth curves (95% bands) on one plot, as PNG bytes."""
+def _floor_lines(rows: list[Row]) -> dict[int, dict]:
+    """Best shortcut floor row per depth (when the dataset's validity record is not at hand)."""
+    out: dict[int, dict] = {}
+    for r in rows:
+        if not r.floor or r.model.endswith(("train_lookup", ":chance")):
+            continue
+        for c in r.curve:
+            if c.get("accuracy") is not None and c["accuracy"] > out.get(c["depth"], {}).get("best", -1.0):
+                out[c["depth"]] = {"best": c["accuracy"], "baseline": r.model}
+    return out
+
+
+def depth_plot_png(rows: list[Row], reference: dict[int, dict] | None = None) -> bytes | None:
+    """All models' accuracy-by-depth curves (95% bands) on one plot, with chance and the best
+    shortcut baseline per depth as reference lines, as PNG bytes."""
     if not any(r.curve for r in rows):
         return None
     import matplotlib
@@ -202,7 +317,7 @@ def depth_plot_png(rows: list[Row]) -> bytes | None:
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
     id_max = None
     for r in rows:
-        if not r.curve:
+        if not r.curve or r.floor:  # floors are summarised by the best-shortcut reference line
             continue
         d = np.array([c["depth"] for c in r.curve], dtype=float)
         a = np.array([np.nan if c["accuracy"] is None else c["accuracy"] for c in r.curve], dtype=float)
@@ -213,6 +328,9 @@ def depth_plot_png(rows: list[Row]) -> bytes | None:
         ax.fill_between(d, lo, hi, color=line.get_color(), alpha=0.12, lw=0)
         if r.id_depths:
             id_max = max(id_max or 0, max(r.id_depths))
+    from benchgen.evaluators.report import draw_reference_lines
+
+    draw_reference_lines(ax, reference or _floor_lines(rows))
     if id_max is not None:
         ax.axvline(id_max + 0.5, color="grey", lw=0.8, ls=":")
         ax.text(id_max + 0.6, 1.02, "extrapolation →", fontsize=8, color="grey", va="bottom")
@@ -223,10 +341,9 @@ def depth_plot_png(rows: list[Row]) -> bytes | None:
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.08)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # outside the data
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 
@@ -258,13 +375,17 @@ def render_html(rows: list[Row], dataset: dict, sort: str) -> str:
 
     body = []
     for r in rows:
+        cov = min((a / b for a, b in r.coverage.values() if b), default=None)
         keys = [r.rank, r.model, r.loops, *(None if m is None else m.get("value")
-                                          for m in (r.id, r.systematic, r.depth, r.horizon)), r.drop]
+                                          for m in (r.id, r.systematic, r.depth, r.horizon)), r.drop, cov]
         tds = "".join(f'<td data-sort="{html.escape(sort_val(k))}">{html.escape(c)}</td>'
                       for k, c in zip(keys, _cells(r)))
         body.append(f'<tr class="{"baseline" if r.baseline else "model"}">{tds}</tr>')
     heads = "".join(f'<th title="click to sort">{html.escape(h)}</th>' for h in HEADERS)
-    png = depth_plot_png(rows)
+    from benchgen.evaluators.report import reference_lines
+
+    png = depth_plot_png(rows, reference_lines(dataset))
+    intro = re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(_intro(dataset, sort, len(rows))))  # no backticks
     img = (f'<img alt="accuracy by depth, all models" src="data:image/png;base64,'
            f'{base64.b64encode(png).decode()}">' if png else "<p>No depth curves in these results.</p>")
     return f"""<!DOCTYPE html>
@@ -273,7 +394,9 @@ def render_html(rows: list[Row], dataset: dict, sort: str) -> str:
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table.board {{ border-collapse: collapse; font-size: 14px; }}
 table.board th, table.board td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-table.board td:nth-child(2), table.board th:nth-child(2) {{ text-align: left; }}
+table.board td:nth-child(2), table.board th:nth-child(2),
+table.board td:last-child, table.board th:last-child {{ text-align: left; }}
+code {{ background: #f3f3f3; padding: 0 3px; border-radius: 3px; }}
 table.board th {{ background: #f3f3f3; cursor: pointer; user-select: none; }}
 table.board th[data-dir=asc]::after {{ content: " ▲"; }}
 table.board th[data-dir=desc]::after {{ content: " ▼"; }}
@@ -281,7 +404,7 @@ tr.baseline td {{ background: #f7f7ff; font-style: italic; }}
 img {{ max-width: 100%; margin-top: 1.5em; }}
 </style></head><body>
 <h1>benchgen leaderboard</h1>
-<p>{html.escape(_intro(dataset, sort, len(rows)))}</p>
+<p>{intro}</p>
 <table class="board"><thead><tr>{heads}</tr></thead>
 <tbody>
 {chr(10).join(body)}
@@ -293,28 +416,40 @@ img {{ max-width: 100%; margin-top: 1.5em; }}
 """
 
 
-def _atomic_write(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _is_board(path: Path) -> bool:
+    """Whether an existing file is a board benchgen wrote (only those are replaced)."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return (head.startswith("# benchgen leaderboard") or "<title>benchgen leaderboard</title>" in head
+            or head.startswith("rank,model,"))
+
+
+def _atomic_write(path: Path, data: str) -> None:
+    """Write one board file through the one atomic-write helper; never replaces a file benchgen did not write."""
+    from benchgen.atomic import safe_out_path, write_file
+
+    path = safe_out_path(path)
+    if path.is_file() and not _is_board(path):
+        raise BenchgenError(f"--out {path}: exists and is not a benchgen leaderboard; refusing to replace it")
+    write_file(path, data)
 
 
 def leaderboard(results: Sequence[str | Path], outs: Sequence[str | Path], *,
-                baselines: Sequence[str | Path] = (), sort: str = "mean") -> list[Row]:
-    """Rank ``results`` (+ ``baselines``) on one dataset and write each of ``outs`` (.md/.html/.csv)."""
+                baselines: Sequence[str | Path] = (), sort: str = "mean", allow_partial: bool = False) -> list[Row]:
+    """Rank ``results`` (+ ``baselines``) on one dataset and write each of ``outs`` (.md/.html/.csv);
+    partial-coverage results are refused unless ``allow_partial`` (then marked)."""
     outs = [Path(o) for o in outs]
     if not outs:
         raise BenchgenError("--out: give at least one output file (.md, .html or .csv)")
     for o in outs:
         if o.suffix.lower() not in FORMATS:
             raise BenchgenError(f"--out {o}: unknown format {o.suffix or '(none)'!r} (expected .md, .html or .csv)")
-    rows, dataset = load_rows(results, baselines)
+        if o.is_file() and not _is_board(o):  # checked for every --out before writing any
+            raise BenchgenError(f"--out {o}: exists and is not a benchgen leaderboard; refusing to replace it")
+    rows, dataset = load_rows(results, baselines, allow_partial=allow_partial)
     rows = rank(rows, sort)
     for o in outs:
         fmt = o.suffix.lower()

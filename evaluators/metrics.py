@@ -7,9 +7,16 @@ Definitions (DESIGN.md "Evaluation"):
   extrapolation curve (test_id and test_depth pooled by depth);
 - mean extrapolation accuracy: mean over test_depth depths of the per-depth accuracy;
 - gap: test_id accuracy minus mean extrapolation accuracy;
-- overthinking, per (split, depth) over the loops sweep: T* = argmax accuracy (smallest on
-  ties), peak, final (accuracy at the largest T), drop = peak - final, onset = first T > T*
-  with accuracy < peak - delta, loops_needed = smallest T with accuracy >= tau;
+- overthinking, per (split, depth) over the loops sweep: best_loops = argmax accuracy (smallest
+  on ties), peak, final (accuracy at the largest T), drop = peak - final, onset = first T >
+  best_loops with accuracy < peak - delta, loops_needed = smallest T with accuracy >= tau; the
+  summary states whether the model was trained at a fixed T (a decline past a fixed trained T is
+  a train/test mismatch, not overthinking) or a sampled T;
+- t_first (LTG's t*), per (split, depth): mean over examples of the first swept T whose top-1
+  prediction is correct, over the examples correct at some T, plus the share never correct;
+- depth learned vs depth reached (LTG): on the extrapolation curve, the depth horizon at the
+  trained T (learned) and the horizon of the per-depth best accuracy, each depth at its own best
+  T (reached);
 - halting: per example stop at the first T (ascending) with kl_prev < epsilon and
   entropy < h, else at its largest T;
 - oracle best loop: an example counts as correct if it is correct at any loop count.
@@ -43,6 +50,8 @@ class MetricSettings:
     halt_kl: float = 0.01          # halting rule: KL(p_t || p_{t-1}) < halt_kl ...
     halt_entropy: float = 3.0      # ... and entropy < halt_entropy (Loop-Think-Generalize)
     primary_loops: int | None = None  # loops used for per-split / depth metrics (None: largest)
+    trained_loops: int | None = None  # T the model was trained at (None: the primary loops)
+    loop_sampling: str | None = None  # "fixed" or "sampled" T in training (None: unknown)
     id_split: str = "test_id"
     depth_split: str = "test_depth"
 
@@ -223,9 +232,22 @@ def _horizon_out(h_idx: np.ndarray, depths: np.ndarray) -> dict:
     return out
 
 
+def training_regime(settings: MetricSettings) -> str:
+    """One line on how to read a decline past the best T, given how T was set in training."""
+    T = settings.trained_loops
+    if settings.loop_sampling == "fixed":
+        return (f"trained at a fixed T={T}: accuracy falling past T={T} is a train/test mismatch "
+                "(the block never ran that long in training), not overthinking")
+    if settings.loop_sampling == "sampled":
+        return (f"trained with a sampled T (stated trained T={T}): a decline past the T range seen in training "
+                "is still partly a mismatch; within it, a decline is overthinking")
+    return "training T unknown: a decline past the best T may be a train/test mismatch, not overthinking"
+
+
 def overthinking(cells: pd.DataFrame, settings: MetricSettings) -> dict:
-    """Per (split, depth) over the loops sweep: T*, peak, final, drop, onset, loops-needed."""
-    base = {"delta": settings.delta, "tau": settings.tau}
+    """Per (split, depth) over the loops sweep: best_loops, peak, final, drop, onset, loops-needed."""
+    base = {"delta": settings.delta, "tau": settings.tau, "trained_loops": settings.trained_loops,
+            "loop_sampling": settings.loop_sampling, "regime": training_regime(settings)}
     values = loops_values(cells)
     if len(values) < 2:
         return {"available": False, "reason": "needs predictions at two or more loop counts", **base}
@@ -247,7 +269,7 @@ def overthinking(cells: pd.DataFrame, settings: MetricSettings) -> dict:
             later = np.flatnonzero(acc[i_star + 1:] < peak - settings.delta - EPS)
             reach = np.flatnonzero(acc >= settings.tau - EPS)
             depths.append({
-                "depth": int(d), "t_star": int(ts[i_star]), "peak": _num(peak), "final": _num(final),
+                "depth": int(d), "best_loops": int(ts[i_star]), "peak": _num(peak), "final": _num(final),
                 "final_loops": int(ts[-1]), "drop": _num(peak - final),
                 "onset": int(ts[i_star + 1 + later[0]]) if len(later) else None,
                 "loops_needed": int(ts[reach[0]]) if len(reach) else None,
@@ -261,6 +283,46 @@ def overthinking(cells: pd.DataFrame, settings: MetricSettings) -> dict:
             "depths_with_onset": [e["depth"] for e in depths if e["onset"] is not None],
         }
     return out
+
+
+def depth_reach(cells: pd.DataFrame, settings: MetricSettings) -> dict:
+    """LTG's depth learned (horizon at the trained T) vs depth reached (horizon at each depth's best T)."""
+    values = loops_values(cells)
+    base = {"tau": settings.tau, "id_split": settings.id_split, "extrapolation_split": settings.depth_split}
+    if len(values) < 2:
+        return {"available": False, "reason": "needs predictions at two or more loop counts", **base}
+    T = settings.trained_loops if settings.trained_loops is not None else primary_loops(cells, settings)
+    if T not in values:
+        return {"available": False, "reason": f"trained loops {T} is not among the swept loops {values}", **base}
+    sel = cells[cells["split"].isin([settings.id_split, settings.depth_split])]
+    if sel.empty:
+        return {"available": False, "reason": "neither the ID nor the extrapolation split was scored", **base}
+    g = sel.groupby(["depth", "loops"], sort=True)[["n", "correct"]].sum().reset_index()
+    n = g.pivot(index="depth", columns="loops", values="n").reindex(columns=values)
+    c = g.pivot(index="depth", columns="loops", values="correct").reindex(columns=values)
+    N, C = n.to_numpy(np.float64), c.to_numpy(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        A = C / N  # (depths, loops), NaN where a cell is missing
+    depths = n.index.to_numpy(np.int64)
+    best = np.nanargmax(np.where(np.isnan(A), -1.0, A), axis=1)
+    rows = np.arange(len(depths))
+    j = values.index(T)
+    acc_t, acc_b = A[:, j], A[rows, best]
+    learned = _horizon_index(np.nan_to_num(acc_t, nan=-1.0)[None, :], settings.tau)[0]
+    reached = _horizon_index(np.nan_to_num(acc_b, nan=-1.0)[None, :], settings.tau)[0]
+    lo_t, hi_t = wilson(np.nan_to_num(C[:, j]).astype(np.int64), np.nan_to_num(N[:, j]).astype(np.int64))
+    lo_b, hi_b = wilson(np.nan_to_num(C[rows, best]).astype(np.int64), np.nan_to_num(N[rows, best]).astype(np.int64))
+    ok_t, ok_b = acc_t >= settings.tau - EPS, acc_b >= settings.tau - EPS
+    return {"available": True, **base, "trained_loops": int(T), "loop_sampling": settings.loop_sampling,
+            "depth_learned": None if learned < 0 else int(depths[learned]),
+            "depth_reached": None if reached < 0 else int(depths[reached]),
+            "deepest_at_trained_loops": int(depths[ok_t].max()) if ok_t.any() else None,
+            "deepest_at_best_loops": int(depths[ok_b].max()) if ok_b.any() else None,
+            "per_depth": [{"depth": int(d), "n": int(np.nan_to_num(N[i, j])),
+                           "accuracy_at_trained": _num(acc_t[i]), "ci_low_at_trained": _num(lo_t[i]),
+                           "ci_high_at_trained": _num(hi_t[i]), "best_loops": int(values[best[i]]),
+                           "accuracy_at_best": _num(acc_b[i]), "ci_low_at_best": _num(lo_b[i]),
+                           "ci_high_at_best": _num(hi_b[i])} for i, d in enumerate(depths)]}
 
 
 # -- metrics that need per-row outcomes ---------------------------------------------------------
@@ -295,6 +357,34 @@ def _summarise_examples(scored: Scored, covered: np.ndarray, correct: np.ndarray
             rows.append(r)
         entry["by_depth"] = rows
         out[split] = entry
+    return out
+
+
+def t_first(scored: Scored) -> dict:
+    """LTG's t*: per (split, depth), mean first swept T whose top-1 is correct, and the share never correct."""
+    if scored.row_loops is None or len(scored.loops_values) < 2:
+        return {"available": False, "reason": "needs predictions at two or more loop counts"}
+    ex, loops = scored.row_example, scored.row_loops.astype(np.int64)
+    big = np.iinfo(np.int64).max
+    first = np.full(scored.n_examples, big, dtype=np.int64)
+    np.minimum.at(first, ex, np.where(scored.correct, loops, big))
+    covered = np.bincount(ex, minlength=scored.n_examples) > 0
+    ever = covered & (first != big)
+    group, depth_values, n_d = _example_groups(scored)
+    size = len(scored.splits) * n_d
+    n = np.bincount(group[covered], minlength=size)
+    n_ever = np.bincount(group[ever], minlength=size)
+    s = np.bincount(group[ever], weights=first[ever].astype(np.float64), minlength=size)
+    out = {"available": True, "loops": scored.loops_values,
+           "definition": "mean over examples correct at some swept T of the first such T; never_correct = "
+                         "share of examples wrong at every swept T", "per_split": {}}
+    for k, split in enumerate(scored.splits):
+        sl = slice(k * n_d, (k + 1) * n_d)
+        out["per_split"][split] = [
+            {"depth": int(depth_values[jj]), "n": int(n[sl][jj]),
+             "t_first": _num(s[sl][jj] / n_ever[sl][jj]) if n_ever[sl][jj] else None,
+             "never_correct": _num(1 - n_ever[sl][jj] / n[sl][jj])}
+            for jj in np.flatnonzero(n[sl])]
     return out
 
 
@@ -377,9 +467,11 @@ def compute_metrics(cells: pd.DataFrame, scored: Scored | None, settings: Metric
         "depth_curve": depth_curve(cells, settings),
         "depth_extrapolation": depth_extrapolation(cells, settings),
         "overthinking": overthinking(cells, settings),
+        "depth_reach": depth_reach(cells, settings),
     }
     if scored is not None:
         out["margins"] = margins(scored)
         out["halting"] = halting(scored, settings)
         out["oracle_best_loop"] = oracle_best_loop(scored)
+        out["t_first"] = t_first(scored)
     return out

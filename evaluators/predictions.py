@@ -10,7 +10,6 @@ duplicate (id, loops), missing ids) happen in :mod:`evaluators.scoring`.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,9 @@ from benchgen.evaluators.protocol import PREDICTION_COLUMNS
 from benchgen.errors import BenchgenError
 
 FLOAT_COLUMNS = ("margin", "entropy", "kl_prev")
+# where benchgen records the dataset a predictions file was made for
+FINGERPRINT_KEY = b"benchgen.dataset_fingerprint"
+FINGERPRINT_COLUMN = "dataset_fingerprint"
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl",
            ".ndjson": "jsonl", ".csv": "csv"}
 
@@ -53,19 +55,51 @@ def read_predictions(path: str | Path) -> pa.Table:
             import pyarrow.csv as pcsv
 
             # id and prediction are always text in CSV (answers such as "1304" must stay strings).
-            types = {"id": pa.string(), "prediction": pa.string()}
+            types = {"id": pa.string(), "prediction": pa.string(), FINGERPRINT_COLUMN: pa.string()}
             table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
                 column_types=types, strings_can_be_null=False))
-    except (pa.ArrowInvalid, OSError, ValueError) as e:
-        raise BenchgenError(f"predictions file {path}: cannot be read as {fmt} ({e})") from None
-    return validate_predictions(table, source=str(path))
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise BenchgenError(f"predictions file {path}: cannot be read as {fmt} "
+                            f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
+    fp = _file_fingerprint(table, str(path))
+    out = validate_predictions(table, source=str(path))
+    return out.replace_schema_metadata({FINGERPRINT_KEY: fp.encode()}) if fp else out
 
 
-def load_predictions(source) -> pa.Table:
-    """Predictions from a path, an arrow table, a pandas DataFrame or a dict of columns."""
+def _file_fingerprint(table: pa.Table, where: str) -> str | None:
+    """The dataset fingerprint benchgen recorded in a predictions file (parquet metadata or a column)."""
+    meta = table.schema.metadata or {}
+    if FINGERPRINT_KEY in meta:
+        return meta[FINGERPRINT_KEY].decode("utf-8", "replace")
+    if FINGERPRINT_COLUMN in table.column_names:
+        values = pc.unique(table.column(FINGERPRINT_COLUMN).cast(pa.string())).to_pylist()
+        if len(values) != 1 or not values[0]:
+            raise BenchgenError(f"{where}: column '{FINGERPRINT_COLUMN}' must hold one fingerprint for every row")
+        return values[0]
+    return None
+
+
+def check_fingerprint(table: pa.Table, fingerprint: str, source: str = "predictions") -> None:
+    """Refuse predictions benchgen wrote for a different dataset (same ids, other seed or config)."""
+    fp = (table.schema.metadata or {}).get(FINGERPRINT_KEY)
+    if fp is not None and fp.decode("utf-8", "replace") != fingerprint:
+        raise BenchgenError(f"{source}: made for dataset fingerprint {fp.decode('utf-8', 'replace')[:16]}, "
+                            f"not this dataset's {fingerprint[:16]} (same ids, different data)")
+
+
+def load_predictions(source, fingerprint: str | None = None) -> pa.Table:
+    """Predictions from a path, an arrow table, a pandas DataFrame or a dict of columns.
+
+    With ``fingerprint`` (the dataset's), a file benchgen wrote for another dataset is refused.
+    """
     if isinstance(source, (str, os.PathLike)):
-        return read_predictions(source)
+        table = read_predictions(source)
+        if fingerprint is not None:
+            check_fingerprint(table, fingerprint, f"predictions file {source}")
+        return table
     if isinstance(source, pa.Table):
+        if fingerprint is not None:
+            check_fingerprint(source, fingerprint)
         return validate_predictions(source)
     if isinstance(source, pa.RecordBatch):
         return validate_predictions(pa.Table.from_batches([source]))
@@ -153,7 +187,12 @@ def validate_predictions(table: pa.Table, source: str = "predictions") -> pa.Tab
         col = _column(table, name)
         if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_null(col.type)):
             raise BenchgenError(f"{where} column '{name}': expected a number, got {col.type}")
-        out[name] = col.cast(pa.float64())
+        col = col.cast(pa.float64())
+        inf = pc.sum(pc.is_inf(col).cast(pa.int64())).as_py() or 0
+        if inf:
+            raise BenchgenError(f"{where} column '{name}': {inf} infinite value(s); give finite numbers "
+                                f"(or null when unknown)")
+        out[name] = col
     ordered = [c for c in PREDICTION_COLUMNS if c in out]
     return pa.table({c: out[c] for c in ordered})
 
@@ -177,17 +216,29 @@ def _int_loops(loops: pa.Array, where: str) -> pa.Array:
     return pa.array(values.astype(np.int32, copy=False), pa.int32())
 
 
-def write_predictions(table: pa.Table, path: str | Path) -> Path:
-    """Write a predictions table atomically; format from the extension (.parquet/.jsonl/.csv)."""
+def write_predictions(table: pa.Table, path: str | Path, *, fingerprint: str | None = None,
+                      overwrite: bool = True) -> Path:
+    """Write a predictions table atomically; format from the extension (.parquet/.jsonl/.csv).
+
+    ``fingerprint`` (the dataset's) is recorded in parquet metadata, or as a constant
+    ``dataset_fingerprint`` column in JSONL/CSV, so ``evaluate`` can refuse it on another dataset.
+    """
+    from benchgen.atomic import write_file
+
     path = Path(path)
     fmt = file_format(path)
     if fmt == "csv" and "prediction" in table.column_names and pa.types.is_list(
             table.schema.field("prediction").type):
         raise BenchgenError(f"{path}: token-id predictions cannot be written as CSV (use .parquet or .jsonl)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    if fingerprint:
+        if fmt == "parquet":
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                                   FINGERPRINT_KEY: fingerprint.encode()})
+        else:
+            table = table.replace_schema_metadata(None).append_column(
+                FINGERPRINT_COLUMN, pa.array([fingerprint] * table.num_rows, pa.string()))
+
+    def write(tmp: Path) -> None:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -197,12 +248,9 @@ def write_predictions(table: pa.Table, path: str | Path) -> Path:
 
             pcsv.write_csv(table, tmp)
         else:
-            _write_jsonl(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+            _write_jsonl(table, str(tmp))
+
+    return write_file(path, write, overwrite=overwrite)
 
 
 def _write_jsonl(table: pa.Table, path: str) -> None:

@@ -29,7 +29,7 @@ class ModelAdapter(Protocol):
     supports_loops: bool
 
     def predict(self, examples: pa.Table, loops: Sequence[int] | None) -> pa.Table:
-        """Predict a batch. ``examples`` has the dataset columns (id, input_ids, prompt, depth, ...).
+        """Predict a batch. ``examples`` has the model-visible columns only: id, prompt, input_ids.
 
         Returns a predictions table with one row per (example, loop count) — a single row per
         example with null ``loops`` when ``loops`` is None or the model has no loops.

@@ -11,11 +11,10 @@ import base64
 import html as html_lib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from benchgen.evaluators.results import Results, _atomic_write_text
+from benchgen.evaluators.results import Results
 
 PLOTS = "plots"
 Table = tuple[str, list[str], list[list]]
@@ -70,10 +69,27 @@ def tables(results: Results) -> list[Table]:
     ot = m.get("overthinking", {})
     if ot.get("available"):
         out.append((f"Overthinking (delta={ot['delta']}, tau={ot['tau']})",
-                    ["split", "depth", "T*", "peak", "final", "drop", "onset", "loops needed"],
-                    [[s, d["depth"], d["t_star"], _fmt(d["peak"]), _fmt(d["final"]), _fmt(d["drop"]),
+                    ["split", "depth", "best loops", "peak", "final", "drop", "onset", "loops needed"],
+                    [[s, d["depth"], d.get("best_loops", d.get("t_star")), _fmt(d["peak"]), _fmt(d["final"]), _fmt(d["drop"]),
                       _fmt(d["onset"]), _fmt(d["loops_needed"])]
                      for s, e in ot["per_split"].items() for d in e["depths"]]))
+        if ot.get("regime"):
+            out.append(("Overthinking: how to read it", ["training regime"], [[ot["regime"]]]))
+    dr = m.get("depth_reach", {})
+    if dr.get("available"):
+        out.append((f"Depth learned vs reached (tau={dr['tau']}; learned at trained T={dr['trained_loops']}: "
+                     f"{_fmt(dr['depth_learned'])}; reached at each depth's best T: {_fmt(dr['depth_reached'])})",
+                    ["depth", "n", "acc at trained T", "95% CI", "best T", "acc at best T", "95% CI (best)"],
+                    [[r["depth"], r["n"], _fmt(r["accuracy_at_trained"]),
+                      _ci({"ci_low": r["ci_low_at_trained"], "ci_high": r["ci_high_at_trained"]}),
+                      r["best_loops"], _fmt(r["accuracy_at_best"]),
+                      _ci({"ci_low": r["ci_low_at_best"], "ci_high": r["ci_high_at_best"]})]
+                     for r in dr["per_depth"]]))
+    tf = m.get("t_first", {})
+    if tf.get("available"):
+        out.append(("First correct iteration (t_first, LTG's t*)", ["split", "depth", "n", "t_first", "never correct"],
+                    [[s, r["depth"], r["n"], _fmt(r["t_first"], 2), _fmt(r["never_correct"])]
+                     for s, rows in tf["per_split"].items() for r in rows]))
     ha = m.get("halting", {})
     if ha.get("available"):
         out.append((f"Halting (KL < {ha['epsilon']}, entropy < {ha['entropy_threshold']})",
@@ -139,23 +155,48 @@ def render_markdown(results: Results, plot_files: list[str] | None = None) -> st
     return "\n".join(lines)
 
 
+PLOT_TITLES = {"accuracy_vs_depth": "Accuracy vs depth", "depth_loops_heatmap": "Accuracy by depth × loops",
+               "margin_vs_iteration": "Logit margin vs iteration"}
+
+
+def _code(escaped: str) -> str:
+    """Markdown `code` spans as HTML <code> (input already HTML-escaped): no literal backticks."""
+    import re
+
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", escaped)
+
+
+def _is_text(value) -> bool:
+    """A table cell that is words (left-aligned), not a number, interval or dash."""
+    import re
+
+    if value is None or isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return not re.fullmatch(r"[-+–]?[\d.,\s\[\]–-]*(e[-+]?\d+)?%?|yes|no|nan", str(value).strip())
+
+
 def render_html(results: Results, plot_paths: list[Path] | None = None) -> str:
     """A self-contained HTML report (tables + plots embedded as base64 PNG)."""
     esc = html_lib.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
              f"<title>{esc(results.model_name)} — benchgen report</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-             "table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #ccc;"
-             "padding:3px 8px;text-align:right}th{background:#f3f3f3}img{max-width:100%}</style>",
+             "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin-bottom:1.5em;font-size:14px}td,th{border:1px solid #ccc;"
+             "padding:3px 8px;text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}"
+             "td.text,th.text{text-align:left}img{width:100%;height:auto}</style>",
              "</head><body>", f"<h1>Evaluation report: {esc(results.model_name)}</h1><ul>"]
-    parts += [f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in _header_lines(results)] + ["</ul>"]
+    parts += [f"<li><b>{esc(k)}</b>: {_code(esc(v))}</li>" for k, v in _header_lines(results)] + ["</ul>"]
     for title, head, rows in tables(results):
-        parts.append(f"<h2>{esc(title)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{esc(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows]
+        text = [bool(rows) and all(_is_text(r[i]) for r in rows if i < len(r)) for i in range(len(head))]
+        cls = [" class='text'" if t else "" for t in text]
+        parts.append(f"<h2>{_code(esc(title))}</h2><table><tr>"
+                     + "".join(f"<th{c}>{esc(h)}</th>" for h, c in zip(head, cls)) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td{c}>{esc(_fmt(v))}</td>" for v, c in zip(r, cls)) + "</tr>" for r in rows]
         parts.append("</table>")
     for p in plot_paths or []:
         data = base64.b64encode(Path(p).read_bytes()).decode()
-        parts.append(f"<h2>{esc(Path(p).stem.replace('_', ' '))}</h2><img src='data:image/png;base64,{data}'>")
+        name = PLOT_TITLES.get(Path(p).stem, Path(p).stem.replace("_", " "))
+        parts.append(f"<h2>{esc(name)}</h2><img alt='{esc(name)}' src='data:image/png;base64,{data}'>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -169,6 +210,51 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def reference_lines(dataset: dict) -> dict[int, dict]:
+    """Chance and the best shortcut baseline per depth, from the dataset's validity record
+    (``dataset["validity"]``, else manifest.json at ``dataset["path"]`` if its fingerprint matches).
+
+    A depth found in several test splits takes test_depth's, then test_interp's, then test_id's cell.
+    """
+    import json
+
+    validity = dataset.get("validity")
+    if validity is None and dataset.get("path"):
+        try:
+            manifest = json.loads((Path(dataset["path"]) / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(manifest, dict) or manifest.get("fingerprint") != dataset.get("fingerprint"):
+            return {}
+        validity = manifest.get("validity")
+    splits = validity.get("splits") if isinstance(validity, dict) else None
+    if not isinstance(splits, dict):
+        return {}
+    rank = {"test_depth": 3, "test_interp": 2, "test_id": 1}
+    out: dict[int, dict] = {}
+    for split in sorted(splits, key=lambda s: rank.get(s, 0)):
+        for e in splits[split] if isinstance(splits[split], list) else []:
+            try:
+                out[int(e["depth"])] = {"chance": float(e["chance"]), "best": float(e["best"]["accuracy"]),
+                                        "baseline": str(e["best"]["baseline"])}
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+def draw_reference_lines(ax, lines: dict[int, dict]) -> None:
+    """Chance (grey dotted) and the best shortcut baseline (black dash-dot) per depth."""
+    if not lines:
+        return
+    d = np.array(sorted(lines), dtype=float)
+    chance = np.array([lines[int(k)].get("chance", np.nan) for k in d], dtype=float)
+    best = np.array([lines[int(k)].get("best", np.nan) for k in d], dtype=float)
+    if not np.isnan(chance).all():
+        ax.plot(d, chance, color="grey", lw=1.0, ls=":", marker="_", label="chance")
+    if not np.isnan(best).all():
+        ax.plot(d, best, color="black", lw=1.0, ls="-.", marker="x", ms=4, label="best shortcut baseline")
 
 
 def plot_accuracy_vs_depth(results: Results, path: Path) -> Path | None:
@@ -185,6 +271,7 @@ def plot_accuracy_vs_depth(results: Results, path: Path) -> Path | None:
         lo = np.array([r["ci_low"] for r in rows], dtype=float)
         hi = np.array([r["ci_high"] for r in rows], dtype=float)
         ax.errorbar(d, a, yerr=[np.maximum(a - lo, 0), np.maximum(hi - a, 0)], marker="o", capsize=3, label=split)
+    draw_reference_lines(ax, reference_lines(results.dataset))
     de = results.metrics.get("depth_extrapolation", {})
     if de.get("available") and de.get("tau") is not None:
         ax.axhline(de["tau"], color="grey", lw=0.8, ls="--", label=f"tau={de['tau']}")
@@ -194,10 +281,9 @@ def plot_accuracy_vs_depth(results: Results, path: Path) -> Path | None:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # outside the data
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -208,17 +294,31 @@ def plot_depth_loops_heatmap(results: Results, path: Path) -> Path | None:
         return None
     plt = _pyplot()
     splits = list(dict.fromkeys(cells["split"]))
-    fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits) + 1, 4.5), squeeze=False)
+    ncol = min(2, len(splits))  # two panels a row: about 1100 px wide, the report's page width
+    nrow = -(-len(splits) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol + 1.2, 3.9 * nrow), squeeze=False,
+                             constrained_layout=True)
     im = None
-    for ax, split in zip(axes[0], splits):
+    for ax, split in zip(axes.flat, splits):
         sc = cells[cells["split"] == split]
         grid = sc.pivot_table(index="depth", columns="loops", values="accuracy", aggfunc="first").sort_index()
-        im = ax.imshow(grid.to_numpy(np.float64), aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis")
-        ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns], fontsize=7)
-        ax.set_yticks(range(grid.shape[0]), [str(i) for i in grid.index], fontsize=7)
-        ax.set(xlabel="loops", ylabel="depth", title=split)
-    fig.colorbar(im, ax=axes[0].tolist(), label="accuracy")
-    fig.suptitle(f"{results.model_name}: accuracy by depth x loops")
+        values = grid.to_numpy(np.float64)
+        im = ax.imshow(values, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis")
+        step_x, step_y = max(1, grid.shape[1] // 16), max(1, grid.shape[0] // 16)  # <= 16 ticks a side
+        ax.set_xticks(range(0, grid.shape[1], step_x), [str(c) for c in grid.columns][::step_x], fontsize=9)
+        ax.set_yticks(range(0, grid.shape[0], step_y), [str(i) for i in grid.index][::step_y], fontsize=9)
+        if values.size <= 160:  # small grids: print each accuracy in its cell
+            for (i, j), v in np.ndenumerate(values):
+                if not np.isnan(v):
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                            color="black" if v > 0.6 else "white")
+        ax.set_xlabel("loops", fontsize=10)
+        ax.set_ylabel("depth", fontsize=10)
+        ax.set_title(split, fontsize=11)
+    for ax in list(axes.flat)[len(splits):]:
+        ax.set_visible(False)
+    fig.colorbar(im, ax=axes.ravel().tolist(), label="accuracy", shrink=0.9)
+    fig.suptitle(f"{results.model_name}: accuracy by depth × loops", fontsize=12)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -239,10 +339,14 @@ def plot_margins(results: Results, path: Path) -> Path | None:
             ax.plot(loops, np.array(r["mean_margin"], dtype=float), color=col, marker=".", label=f"d={r['depth']}")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(xlabel="loops (iteration)", ylabel="mean logit margin", title=split)
-        ax.legend(fontsize=6, ncol=2)
+    by_label = {}  # one legend for every panel, outside the data
+    for ax in axes[0]:
+        by_label.update({lab: h for h, lab in zip(*ax.get_legend_handles_labels()) if lab not in by_label})
+    fig.legend(by_label.values(), by_label.keys(), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5),
+               title="depth")
     fig.suptitle(f"{results.model_name}: margin vs iteration")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -278,8 +382,15 @@ def rerender(results_path: str | Path, out: str | Path | None = None, *, html: b
     results = Results.from_json(results_path)
     src = Path(results_path)
     target = Path(out) if out is not None else (src if src.is_dir() else src.parent)
+    from benchgen.atomic import check_target, kind_of, new_temp_dir, write_file, write_marker
+
+    if out is not None:  # never write report files or swap plots/ inside a directory benchgen did not write
+        check_target(target, True, "--out", kind="report", accept=("results",))
     target.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=target))
+    if kind_of(target) is None:
+        write_marker(target, "report")
+
+    tmp = new_temp_dir(target / "report")  # umask modes (mkdtemp would make plots/ 0700)
     try:
         written = render_into(results, tmp, html=html, plots=plots)
         final = []
@@ -292,7 +403,7 @@ def rerender(results_path: str | Path, out: str | Path | None = None, *, html: b
         for p in written:
             dest = target / p.relative_to(tmp)
             if p.parent.name != PLOTS:
-                _atomic_write_text(dest, p.read_text())
+                write_file(dest, p.read_text())
             final.append(dest)
         return final
     finally:

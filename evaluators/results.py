@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +38,84 @@ def _plain(x):
     if isinstance(x, (int, np.integer)):
         return int(x)
     if isinstance(x, (float, np.floating)):
-        return None if math.isnan(float(x)) else float(x)
+        return float(x) if math.isfinite(float(x)) else None  # NaN/inf are not JSON: null
     return x
+
+
+# metrics sections compute_metrics always writes as objects; settings that are numbers
+_METRIC_SECTIONS = ("per_split", "depth_curve", "depth_extrapolation", "overthinking", "depth_reach", "margins",
+                    "halting", "oracle_best_loop", "t_first")
+_NUMERIC_SETTINGS = ("tau", "delta", "bootstrap", "seed", "halt_kl", "halt_entropy", "primary_loops")
+
+
+def validate_results_json(data: object, where: str) -> None:
+    """Check the structure of a parsed results.json; BenchgenError naming the field otherwise."""
+    def bad(field: str, expected: str) -> BenchgenError:
+        top = field.split("[")[0].split(".")[0]
+        detail = f"{field}: expected {expected}" if field != top else f"expected {expected}"
+        return BenchgenError(f"{where}: malformed '{top}' ({detail})")
+
+    if not isinstance(data, dict):
+        raise BenchgenError(f"{where}: expected a JSON object")
+    version = data.get("schema_version")
+    if version is None:
+        raise BenchgenError(f"{where}: missing key 'schema_version' (not a benchgen results file?)")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise BenchgenError(f"{where}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+    for key in ("dataset", "model", "cells", "metrics"):
+        if key not in data:
+            raise BenchgenError(f"{where}: missing key '{key}'")
+    for key in ("dataset", "model", "metrics"):
+        if not isinstance(data[key], dict):
+            raise bad(key, "an object")
+    for key in ("normalization", "coverage", "settings"):
+        if key in data and not isinstance(data[key], dict):
+            raise bad(key, "an object")
+    fp = data["dataset"].get("fingerprint")
+    if fp is not None and not isinstance(fp, str):
+        raise bad("dataset.fingerprint", "a string")
+    if not isinstance(data["model"].get("name", ""), (str, int, float)):
+        raise bad("model.name", "a string")
+    if not isinstance(data["cells"], list):
+        raise bad("cells", "a list of cell objects")
+    num = (int, float)
+    for i, c in enumerate(data["cells"]):
+        if not isinstance(c, dict):
+            raise bad(f"cells[{i}]", "an object")
+        for k in CELL_COLUMNS:
+            if k not in c:
+                raise bad(f"cells[{i}].{k}", "a value (key missing)")
+        if not isinstance(c["split"], str):
+            raise bad(f"cells[{i}].split", "a string")
+        for k in ("depth", "n", "correct"):
+            if isinstance(c[k], bool) or not isinstance(c[k], int):
+                raise bad(f"cells[{i}].{k}", "an integer")
+        if c["loops"] is not None and (isinstance(c["loops"], bool) or not isinstance(c["loops"], int)):
+            raise bad(f"cells[{i}].loops", "an integer or null")
+        for k in ("accuracy", "ci_low", "ci_high"):
+            if c[k] is not None and (isinstance(c[k], bool) or not isinstance(c[k], num)):
+                raise bad(f"cells[{i}].{k}", "a number or null")
+    for key in _METRIC_SECTIONS:
+        if key in data["metrics"] and not isinstance(data["metrics"][key], dict):
+            raise bad(f"metrics.{key}", "an object")
+    pl = data["metrics"].get("primary_loops")
+    if pl is not None and (isinstance(pl, bool) or not isinstance(pl, int)):
+        raise bad("metrics.primary_loops", "an integer or null")
+    for key in _NUMERIC_SETTINGS:
+        v = data.get("settings", {}).get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise bad(f"settings.{key}", "a number")
+    for split, v in data["metrics"].get("per_split", {}).items():
+        for k in ("n", "correct", "accuracy"):
+            x = v.get(k) if isinstance(v, dict) else None
+            if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))):
+                raise bad(f"metrics.per_split.{split}.{k}", "a number")
+    per_split = data["metrics"].get("per_split", {})
+    if not isinstance(per_split, dict) or not all(isinstance(v, dict) for v in per_split.values()):
+        raise bad("metrics.per_split", "an object of split -> object")
+    curves = data["metrics"].get("depth_curve", {})
+    if not all(isinstance(v, list) and all(isinstance(p, dict) for p in v) for v in curves.values()):
+        raise bad("metrics.depth_curve", "an object of split -> list of points")
 
 
 def cells_to_records(cells: pd.DataFrame) -> list[dict]:
@@ -91,10 +165,9 @@ class Results:
 
     def save(self, path: str | Path) -> Path:
         """Write results.json atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(path, self.dumps())
-        return path
+        from benchgen.atomic import write_file
+
+        return write_file(Path(path), self.dumps())
 
     @classmethod
     def from_json(cls, source: str | Path | dict) -> Results:
@@ -110,27 +183,20 @@ class Results:
             if not path.is_file():
                 raise BenchgenError(f"{where}: does not exist")
             try:
-                data = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise BenchgenError(f"{where}: corrupt JSON ({e})") from None
-        if not isinstance(data, dict):
-            raise BenchgenError(f"{where}: expected a JSON object")
-        version = data.get("schema_version")
-        if version is None:
-            raise BenchgenError(f"{where}: missing key 'schema_version' (not a benchgen results file?)")
-        if version != SCHEMA_VERSION:
-            raise BenchgenError(f"{where}: schema_version {version} is not supported (expected {SCHEMA_VERSION})")
-        for key in ("dataset", "model", "cells", "metrics"):
-            if key not in data:
-                raise BenchgenError(f"{where}: missing key '{key}'")
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+                raise BenchgenError(f"{where}: corrupt JSON ({str(e).splitlines()[0][:200]})") from None
+            except OSError as e:
+                raise BenchgenError(f"{where}: cannot be read ({e.strerror})") from None
+        validate_results_json(data, where)
         try:
             cells = cells_from_records(data["cells"])
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise BenchgenError(f"{where}: malformed 'cells' ({e})") from None
         return cls(dataset=data["dataset"], model=data["model"],
                    normalization=data.get("normalization", {}), coverage=data.get("coverage", {}),
                    cells=cells, metrics=data["metrics"], settings=data.get("settings", {}),
-                   schema_version=version, benchgen_version=data.get("benchgen_version", "unknown"))
+                   schema_version=data["schema_version"], benchgen_version=str(data.get("benchgen_version", "unknown")))
 
     # small conveniences for readers (leaderboard, notebooks)
     @property
@@ -146,28 +212,7 @@ class Results:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Kept for callers of the old name: the one atomic-write helper (benchgen.atomic.write_file)."""
+    from benchgen.atomic import write_file
 
-
-def write_outputs(results: Results, outdir: str | Path, *, html: bool = False, plots: bool = True,
-                  overwrite: bool = False) -> Path:
-    """Write results.json, report.md, plots/*.png (and report.html) into ``outdir`` atomically.
-
-    Everything is built in a temporary directory beside ``outdir`` and renamed into place, so
-    an interrupted run never leaves a half-written results directory.
-    """
-    from benchgen.evaluators.report import render_into
-
-    from benchgen.atomic import atomic_dir
-
-    with atomic_dir(outdir, overwrite) as tmp:
-        (tmp / RESULTS).write_text(results.dumps())
-        render_into(results, tmp, html=html, plots=plots)
-    return Path(outdir)
+    write_file(path, text)

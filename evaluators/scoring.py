@@ -19,8 +19,8 @@ from benchgen.evaluators.predictions import FLOAT_COLUMNS, load_predictions
 
 from benchgen.dataset import Dataset, load
 from benchgen.errors import BenchgenError, DatasetError
+from benchgen.stats import Z95, wilson  # noqa: F401  (re-exported: metrics, readers)
 
-Z95 = 1.959963984540054
 MAX_DENSE_KEYS = 40_000_000  # (example, loops) presence table size before falling back to a sort
 
 
@@ -154,7 +154,7 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
     """
     ds = resolve_dataset(dataset)
     norm = normalization or Normalization()
-    preds = load_predictions(predictions)
+    preds = load_predictions(predictions, fingerprint=ds.fingerprint)
     if splits is not None:
         splits = list(dict.fromkeys(splits))
         for s in splits:
@@ -321,19 +321,6 @@ def _compare_token_ids(pred: pa.Array, target: pa.Array, row_example: np.ndarray
     mismatch = p_vals[p_start[row_of] + within] != t_vals[t_start[row_of] + within]
     bad = np.bincount(row_of[mismatch], minlength=len(p_len)) > 0
     return same_len & ~bad
-
-
-def wilson(correct: np.ndarray, n: np.ndarray, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for binomial proportions (vectorised; n = 0 gives NaN)."""
-    correct = np.asarray(correct, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = correct / n
-        denom = 1 + z * z / n
-        center = (p + z * z / (2 * n)) / denom
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # the bounds bracket p exactly (rounding can leave 1e-17 on the wrong side at p = 0 or 1)
-    return np.clip(center - half, 0.0, np.nan_to_num(p, nan=1.0)), np.clip(center + half, np.nan_to_num(p, nan=0.0), 1.0)
 
 
 CELL_COLUMNS = ["split", "depth", "loops", "n", "correct", "accuracy", "ci_low", "ci_high"]

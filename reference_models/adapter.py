@@ -44,10 +44,23 @@ def _first_token_stats(logits: torch.Tensor, target: torch.Tensor | None):
     return logits.argmax(-1), margin, entropy, kl
 
 
+def run_metadata(config: dict) -> dict:
+    """What results.json needs about training: the trained T, fixed or sampled T, curriculum depth."""
+    train, model = config.get("train", {}), config.get("model", {})
+    sampling = train.get("loops_sampling", "fixed")
+    meta = {"trained_loops": config.get("trained_loops", model.get("loops")),
+            "loop_sampling": config.get("loop_sampling", "fixed" if sampling == "fixed" else "sampled"),
+            "loops_sampler": sampling, "train_steps": config.get("step")}
+    if config.get("curriculum"):
+        meta["curriculum_max_hop"] = config["curriculum"]["max_hop"]
+    return meta
+
+
 class ReferenceAdapter:
     """A trained LoopedTransformer run directory answering benchgen examples."""
 
     supports_loops = True
+    takes_targets = True  # run_model passes targets= separately; the model only sees input_ids
 
     def __init__(self, run: str | Path, device: str = "cpu", batch_size: int = 256):
         self.run = Path(run)
@@ -57,6 +70,7 @@ class ReferenceAdapter:
         self.fmt = AnswerFormat.from_dict(self.config["answer"])
         self.batch_size = int(batch_size)
         self.name = f"reference:{self.run.resolve().name}"
+        self.metadata = run_metadata(self.config)
 
     @torch.no_grad()
     def _predict_batch(self, n_in: np.ndarray, in_vals: np.ndarray, target: torch.Tensor | None,
@@ -92,8 +106,12 @@ class ReferenceAdapter:
         stats = [None if t is None else t[pick].cpu().numpy() for t in (margin, entropy, kl)]
         return np.stack(preds), stats  # (len(Ts), B, max_answer)
 
-    def predict(self, examples: pa.Table, loops: Sequence[int] | None) -> pa.Table:
-        """One row per (example, loop count), example-major; loops null when ``loops`` is None."""
+    def predict(self, examples: pa.Table, loops: Sequence[int] | None, *, targets: pa.Table | None = None) -> pa.Table:
+        """One row per (example, loop count), example-major; loops null when ``loops`` is None.
+
+        ``targets`` (``target_ids``) is read only to compute margins, never fed to the model;
+        without it, a ``target_ids`` column of ``examples`` is used (direct library calls).
+        """
         for col in ("id", "input_ids"):
             if col not in examples.column_names:
                 raise BenchgenError(f"reference adapter: examples table lacks column '{col}'")
@@ -103,9 +121,10 @@ class ReferenceAdapter:
         n_all, vals_all = _lengths(examples.column("input_ids"))
         if len(n_all) and n_all.min() < 1:
             raise BenchgenError("reference adapter: an example has empty input_ids")
-        has_tgt = "target_ids" in examples.column_names
+        tsrc = targets if targets is not None else examples
+        has_tgt = "target_ids" in tsrc.column_names
         if has_tgt:
-            n_tg, tg_vals = _lengths(examples.column("target_ids"))
+            n_tg, tg_vals = _lengths(tsrc.column("target_ids"))
             first_tgt = tg_vals[np.concatenate([[0], np.cumsum(n_tg)[:-1]])] if len(n_tg) else tg_vals[:0]
             if len(n_tg) and n_tg.min() < 1:
                 has_tgt = False

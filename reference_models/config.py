@@ -36,6 +36,11 @@ class ModelConfig:
         "help": "loopformer: time/step-size embedding modulates norms (1+s) and gates residuals"})
     positions: Literal["none", "learned", "rotary"] = field(default="learned", metadata={
         "help": "position information"})
+    state_init: Literal["auto", "noise"] = field(default="auto", metadata={
+        "help": "loop state h_0: auto (the embeddings without injection, zeros with it) or noise "
+                "(truncated normal, Parcae/Huginn)"})
+    exit_proj: bool = field(default=False, metadata={
+        "help": "a linear map C on the loop state before the coda (Parcae), identity-initialised"})
     zero_init_out: bool = field(default=False, metadata={
         "help": "zero-initialise attention/MLP output projections (each block starts as identity)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout on attention/MLP outputs"})
@@ -82,17 +87,35 @@ class TrainConfig:
     min_lr_ratio: float = field(default=0.1, metadata={"help": "final lr / peak lr for linear/cosine"})
     grad_clip: float = field(default=1.0, metadata={"help": "global grad-norm clip (0: off)"})
     label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing"})
-    loops_sampling: Literal["fixed", "uniform", "poisson", "poisson_lognormal"] = field(default="fixed", metadata={
-        "help": "T per step: fixed (model.loops), uniform[lo,hi], clip(Poisson(mean),lo,hi), "
-                "Huginn Poisson-lognormal clipped to [lo,hi]"})
+    loops_sampling: Literal["fixed", "uniform", "poisson", "poisson_lognormal", "depth"] = field(
+        default="fixed", metadata={
+            "help": "T per step: fixed (model.loops), uniform[lo,hi], clip(Poisson(mean),lo,hi), "
+                    "Huginn Poisson-lognormal clipped to [lo,hi], depth: uniform[k, k+loops-extra] for "
+                    "the curriculum's current maximum hop k"})
+    loops_extra: int = field(default=3, metadata={"help": "m for loops-sampling=depth: T in [k, k+m]"})
     loops_min: int = field(default=1, metadata={"help": "lo for sampled T"})
     loops_max: int = field(default=8, metadata={"help": "hi for sampled T"})
     loops_mean: float = field(default=4.0, metadata={"help": "mean of the Poisson / Poisson-lognormal T"})
     loops_sigma: float = field(default=0.5, metadata={"help": "sigma of the log-normal rate (Huginn)"})
+    loops_per_row: bool = field(default=False, metadata={
+        "help": "sample T per sequence (Parcae) instead of one T per batch; rows stop at their own T"})
     backprop_last: int = field(default=0, metadata={
         "help": "truncated backprop: gradients through the last m iterations only (0: all)"})
     short_route_weight: float = field(default=0.0, metadata={
         "help": "LoopFormer consistency: w*CE(short) + w*MSE(sg(h_long), h_short) (0: off)"})
+    curriculum: bool = field(default=False, metadata={
+        "help": "depth curriculum (LTG): train on atomics + hops <= k, add hop k+1 once k-hop held-out "
+                "accuracy exceeds the threshold, up to the deepest training hop"})
+    balance_hops: bool = field(default=False, metadata={
+        "help": "each batch row draws its depth uniformly over the active depths (atomics count as depth 1), "
+                "then a uniform row of that depth (LTG-style per-hop sampling; default: uniform over rows)"})
+    curriculum_start: int = field(default=2, metadata={"help": "k0: deepest hop trained from step 1"})
+    curriculum_every: int = field(default=100, metadata={"help": "check the curriculum every N steps"})
+    curriculum_threshold: float = field(default=0.95, metadata={
+        "help": "advance when k-hop held-out accuracy is above this (LTG: 0.95)"})
+    curriculum_split: str = field(default="valid", metadata={"help": "held-out split the curriculum measures"})
+    curriculum_loops: int = field(default=0, metadata={
+        "help": "T at which the curriculum measures (0: the top of the current training T range)"})
     eval_every: int = field(default=200, metadata={"help": "evaluate every N steps (0: only at the end)"})
     eval_examples: int = field(default=1000, metadata={"help": "at most this many examples per split"})
     save_every: int = field(default=0, metadata={"help": "checkpoint every N steps (0: at evals and the end)"})
@@ -111,6 +134,15 @@ class TrainConfig:
             raise ConfigError("loops_min", f"need 1 <= loops-min <= loops-max, got {self.loops_min}, {self.loops_max}")
         if self.backprop_last < 0:
             raise ConfigError("backprop_last", f"expected >= 0, got {self.backprop_last}")
+        if self.loops_extra < 0:
+            raise ConfigError("loops_extra", f"expected >= 0, got {self.loops_extra}")
+        if self.loops_sampling == "depth" and not self.curriculum:
+            raise ConfigError("loops_sampling", "depth sampling ties T to the curriculum: set curriculum=true")
+        if self.curriculum_start < 1 or self.curriculum_every < 1 or self.curriculum_loops < 0:
+            raise ConfigError("curriculum_start", "expected curriculum-start >= 1, curriculum-every >= 1, "
+                                                  "curriculum-loops >= 0")
+        if not 0.0 < self.curriculum_threshold <= 1.0:
+            raise ConfigError("curriculum_threshold", f"expected a value in (0, 1], got {self.curriculum_threshold}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError("label_smoothing", f"expected a value in [0, 1), got {self.label_smoothing}")
         for name in ("warmup_steps", "eval_every", "save_every", "log_every", "threads", "eval_examples"):
@@ -118,18 +150,43 @@ class TrainConfig:
                 raise ConfigError(name, f"expected >= 0, got {getattr(self, name)}")
 
 
+# GPT-2 as LTG's / Grokked's code runs it: dropout 0.1, tied embeddings, no gradient clipping.
+# Kept different (one reason each): RMSNorm(1+s) instead of LayerNorm and bias-free linears, because every
+# residual junction goes through the one fused add+norm kernel; beta2 0.999 is the HF/PyTorch AdamW default.
+_GPT2_TRAIN = {"grad_clip": 0.0, "beta2": 0.999, "warmup_steps": 2000, "schedule": "constant"}
+_EPOCH_313K = 313_600 / 128  # steps per epoch of grokked-composition train (40,000 atomics + 273,600) at batch 128
+
+
 def _gpt2(layers: int, loops: int, **kw: Any) -> dict:
-    return {"d_model": 768, "n_heads": 12, "n_block": layers, "loops": loops, **kw}
+    return {"d_model": 768, "n_heads": 12, "n_block": layers, "loops": loops, "dropout": 0.1,
+            "tie_embeddings": True, **kw}
 
 
 def _ltg_sys(r: int) -> dict:
+    epochs = {1: 7000, 2: 7000, 4: 2000, 8: 2000}[r]  # OOD appears after ~2k (R=4) / ~7k (R=2) epochs
     return {"description": f"Loop-Think-Generalize systematic: GPT-2 blocks d=768, 4 layers looped R={r}, "
-                           "learned positions, lr 1e-4, wd 0.1, label smoothing 0.1, batch 128 "
+                           "learned positions, dropout 0.1, tied embeddings, no clipping, lr 1e-4, wd 0.1, "
+                           f"label smoothing 0.1, batch 128, {epochs:,} epochs of 313,600 rows "
                            "(data: khop --preset grokked-composition)",
             "model": _gpt2(4, r, positions="learned"),
-            "train": {"lr": 1e-4, "weight_decay": 0.1, "label_smoothing": 0.1, "batch_size": 128,
-                      "warmup_steps": 2000, "schedule": "constant", "steps": 500_000, "eval_every": 2000,
-                      "beta2": 0.999}}
+            "train": {**_GPT2_TRAIN, "lr": 1e-4, "weight_decay": 0.1, "label_smoothing": 0.1, "batch_size": 128,
+                      "steps": int(round(epochs * _EPOCH_313K)), "eval_every": 25_000}}
+
+
+def _ltg_depth(loops: int, sampled: bool) -> dict:
+    what = "dynamic R = clip(Poisson(4), 2, 8)" if sampled else f"fixed R={loops}"
+    train = {**_GPT2_TRAIN, "lr": 1e-4, "weight_decay": 0.01, "batch_size": 128, "steps": 1_000_000,
+             "eval_every": 2000, "curriculum": True, "curriculum_start": 2, "curriculum_every": 2000,
+             "curriculum_threshold": 0.95, "curriculum_split": "valid", "curriculum_loops": loops}
+    if sampled:
+        train.update(loops_sampling="poisson", loops_mean=4.0, loops_min=2, loops_max=8)
+    return {"description": f"Loop-Think-Generalize depth extrapolation: d=768, 4 layers, {what}, no positions, "
+                           "zero-init output projections, dropout 0.1, tied embeddings, no clipping, lr 1e-4, "
+                           "wd 0.01, batch 128; curriculum from 2-hop, add k+1 when k-hop held-out accuracy > "
+                           "0.95 (data: khop --preset ltg-depth)",
+            # steps: an upper bound; the curriculum, not a step count, decides the depth reached
+            "model": _gpt2(4, loops, positions="none", zero_init_out=True),
+            "train": train}
 
 
 def _saunshi_add(k: int, loops: int) -> dict:
@@ -144,22 +201,29 @@ def _saunshi_add(k: int, loops: int) -> dict:
 _CPU_TRAIN = {"lr": 2e-3, "weight_decay": 0.1, "batch_size": 128, "warmup_steps": 100, "schedule": "cosine",
               "min_lr_ratio": 0.1, "eval_every": 250, "eval_examples": 400, "log_every": 25, "threads": 1}
 
+# CPU depth runs (khop --preset khop-depth-small). Kept different from LTG, one reason each:
+# threshold 0.9, not 0.95, so hops 2-6 fit in ~4k CPU steps; the gate reads the k-hop *train* rows, not a
+# held-out split, because on a 32-entity graph the shallow hops are small enough to memorise (212 2-hop rows)
+# and a held-out 2-hop gate did not open on CPU (held-out 2-hop 0.03-0.53 after 3k steps), while composition
+# emerges once the deep hops (7.9k-20k rows each) cannot be memorised; held-out test_id / test_depth judge it.
+_CPU_DEPTH_TRAIN = {"lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "warmup_steps": 100,
+                    "schedule": "constant", "steps": 4000, "grad_clip": 1.0, "eval_every": 500,
+                    "eval_examples": 200, "log_every": 25, "threads": 1, "curriculum": True,
+                    "curriculum_start": 2, "curriculum_every": 100, "curriculum_threshold": 0.9,
+                    "curriculum_split": "train", "balance_hops": True}
+
 PRESETS: dict[str, dict] = {
     **{f"ltg-systematic-r{r}": _ltg_sys(r) for r in (1, 2, 4, 8)},
-    "ltg-depth": {
-        "description": "Loop-Think-Generalize depth extrapolation: d=768, 4 layers, no positions, zero-init "
-                       "output projections, dynamic R = clip(Poisson(4), 2, 8), lr 1e-4, wd 0.01, batch 128 "
-                       "(data: khop --preset ltg-depth)",
-        "model": _gpt2(4, 4, positions="none", zero_init_out=True),
-        "train": {"lr": 1e-4, "weight_decay": 0.01, "batch_size": 128, "warmup_steps": 2000,
-                  "schedule": "constant", "steps": 500_000, "loops_sampling": "poisson", "loops_mean": 4.0,
-                  "loops_min": 2, "loops_max": 8, "eval_every": 2000, "beta2": 0.999}},
-    **{f"ltg-depth-r{r}": {
-        "description": f"Loop-Think-Generalize depth extrapolation with fixed R={r}",
-        "model": _gpt2(4, r, positions="none", zero_init_out=True),
-        "train": {"lr": 1e-4, "weight_decay": 0.01, "batch_size": 128, "warmup_steps": 2000,
-                  "schedule": "constant", "steps": 500_000, "eval_every": 2000, "beta2": 0.999}}
-       for r in (6, 8)},
+    "ltg-depth": _ltg_depth(4, sampled=True),
+    **{f"ltg-depth-r{r}": _ltg_depth(r, sampled=False) for r in (6, 8)},
+    "grokked-composition": {
+        "description": "Grokked Transformers composition: GPT-2 d=768, 12 heads, 8 layers (T=1), learned "
+                       "positions, dropout 0.1, tied embeddings, lr 1e-4, wd 0.01, batch 512, 2000 warmup then "
+                       "constant, 1.5M steps (data: khop --preset grokked-composition)",
+        # wd 0.01 is the public code's; the paper's main runs may use 0.1 (PAPERS.md marks it unverified)
+        "model": _gpt2(8, 1, positions="learned"),
+        "train": {**_GPT2_TRAIN, "lr": 1e-4, "weight_decay": 0.01, "batch_size": 512, "steps": 1_500_000,
+                  "eval_every": 10_000}},
     **{f"saunshi-addition-{k}x{L}": _saunshi_add(k, L) for k, L in ((1, 12), (2, 6), (12, 1), (2, 1), (1, 1))},
     **{f"saunshi-induction-{k}x{L}": {
         "description": f"Saunshi et al. p-hop induction {k}x{L}: d=128, 8 heads, rotary positions",
@@ -169,19 +233,24 @@ PRESETS: dict[str, dict] = {
        for k, L in ((1, 6), (2, 3), (6, 1))},
     "loopformer": {
         "description": "LoopFormer: time/step-size modulated norms and zero-init gates, 8-step long route "
-                       "+ random short route with consistency loss (weight 0.1)",
+                       "(dt = 1/8) + a short route that splits [0, 1] at random into steps on the 1/8 grid, "
+                       "loss CE_long + 0.1 CE_short + 0.1 MSE(sg(normed h_long), normed h_short)",
+        # kept different: the norms keep a learnable (1+s) scale (LoopFormer's RMSNorm has no affine), which
+        # the fused junction kernel needs; s starts at 0, so the initial model is the paper's
         "model": {"d_model": 512, "n_heads": 8, "n_block": 2, "loops": 8, "conditioning": "loopformer",
                   "positions": "rotary"},
         "train": {"lr": 3e-4, "batch_size": 128, "warmup_steps": 2000, "schedule": "cosine",
                   "steps": 200_000, "short_route_weight": 0.1, "eval_every": 2000}},
     "parcae": {
-        "description": "Parcae: prelude 2 + looped block 2 + coda 2 with stable diagonal injection, "
-                       "T ~ Poisson-lognormal mean 8, backprop through the last 4 iterations",
+        "description": "Parcae: prelude 2 -> RMSNorm(e) -> looped block 2 with stable diagonal injection "
+                       "(A=1, B=I, decay exp(-dA) = sqrt(1/5) at init) from a truncated-normal state -> linear C "
+                       "-> coda 2; T = max(1, Poisson(8)) per sequence, gradients through each row's last 4",
+        # kept different: T is capped at 24 so one batch's longest row bounds memory (P(Poisson(8) > 24) < 1e-5)
         "model": {"d_model": 512, "n_heads": 8, "n_prelude": 2, "n_block": 2, "n_coda": 2, "loops": 8,
-                  "injection": "parcae", "positions": "rotary"},
+                  "injection": "parcae", "positions": "rotary", "state_init": "noise", "exit_proj": True},
         "train": {"lr": 3e-4, "batch_size": 128, "warmup_steps": 2000, "schedule": "cosine",
-                  "steps": 200_000, "loops_sampling": "poisson_lognormal", "loops_mean": 8.0,
-                  "loops_min": 1, "loops_max": 16, "backprop_last": 4, "eval_every": 2000}},
+                  "steps": 200_000, "loops_sampling": "poisson", "loops_mean": 8.0, "loops_per_row": True,
+                  "loops_min": 1, "loops_max": 24, "backprop_last": 4, "eval_every": 2000}},
     # --- small presets: ~8 minutes on one CPU thread each ------------------------------------
     "cpu-khop-looped": {
         "description": "CPU: 2-layer block looped, T ~ clip(Poisson(4), 2, 6) while training (eval T=4), "
@@ -195,6 +264,25 @@ PRESETS: dict[str, dict] = {
         "model": {"d_model": 64, "n_heads": 4, "n_block": 2, "loops": 1, "positions": "rotary",
                   "zero_init_out": True},
         "train": {**_CPU_TRAIN, "steps": 3000}},
+    # --- CPU depth extrapolation (data: khop --preset khop-depth-small); ~10 min on one core each ---
+    "cpu-depth-looped": {
+        "description": "CPU depth extrapolation: 1-layer block d=96, 4 heads, rotary, zero-init outputs, "
+                       "curriculum from 2-hop (advance at 0.9), T ~ uniform[k, k+3] for current max hop k",
+        "model": {"d_model": 96, "n_heads": 4, "n_block": 1, "loops": 9, "positions": "rotary",
+                  "zero_init_out": True},
+        "train": {**_CPU_DEPTH_TRAIN, "loops_sampling": "depth", "loops_extra": 3}},
+    "cpu-depth-vanilla": {
+        "description": "CPU depth extrapolation baseline: the same 1 layer (same parameters) run once, T=1, "
+                       "same curriculum",
+        "model": {"d_model": 96, "n_heads": 4, "n_block": 1, "loops": 1, "positions": "rotary",
+                  "zero_init_out": True},
+        "train": {**_CPU_DEPTH_TRAIN}},
+    "cpu-depth-isoflop": {
+        "description": "CPU depth extrapolation iso-FLOP baseline: 9 distinct layers (the looped model's "
+                       "final trained T) run once, same curriculum (LTG's iso-FLOP vanilla)",
+        "model": {"d_model": 96, "n_heads": 4, "n_block": 9, "loops": 1, "positions": "rotary",
+                  "zero_init_out": True},
+        "train": {**_CPU_DEPTH_TRAIN}},
     "cpu-addition-looped": {
         "description": "CPU: 2-layer block looped T=4, d=64, rotary positions (addition --preset addition-small)",
         "model": {"d_model": 64, "n_heads": 4, "n_block": 2, "loops": 4, "positions": "rotary"},

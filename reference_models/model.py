@@ -136,13 +136,16 @@ class LoopedTransformer(nn.Module):
         self.block = nn.ModuleList(Layer(cfg, junction) for _ in range(cfg.n_block))
         self.coda = nn.ModuleList(Layer(cfg, junction) for _ in range(cfg.n_coda))
         self.s_final = nn.Parameter(torch.zeros(D))
+        if cfg.exit_proj:
+            self.C = nn.Linear(D, D, bias=False)  # Parcae: linear C on the loop state before the coda
         self.head = nn.Linear(D, cfg.vocab_size, bias=False)
         # input injection
         if cfg.injection == "concat":
             self.adapt_h, self.adapt_e = nn.Linear(D, D, bias=False), nn.Linear(D, D, bias=False)
         elif cfg.injection == "parcae":
             self.A_log = nn.Parameter(torch.zeros(D))                        # A = exp(A_log) > 0
-            self.dt_bias = nn.Parameter(torch.full((D,), math.log(math.e ** 0.5 - 1)))  # Δ = 0.5
+            # Δ = softplus(dt_bias) = ln(5)/2, so the decay exp(-Δ·A) starts at sqrt(1/5) (Parcae's init)
+            self.dt_bias = nn.Parameter(torch.full((D,), math.log(math.sqrt(5.0) - 1)))
             self.B = nn.Linear(D, D, bias=False)
         # LoopFormer conditioning on time t and step size Δt
         if cfg.conditioning == "loopformer":
@@ -169,6 +172,8 @@ class LoopedTransformer(nn.Module):
             nn.init.eye_(self.adapt_e.weight)
         if cfg.injection == "parcae":
             nn.init.eye_(self.B.weight)
+        if cfg.exit_proj:
+            nn.init.eye_(self.C.weight)
         if cfg.conditioning == "loopformer":
             nn.init.zeros_(self.mod.weight)
             nn.init.zeros_(self.mod.bias)
@@ -194,14 +199,18 @@ class LoopedTransformer(nn.Module):
             h, y = layer(h, y, nxt, mods[i] if mods else None, rope)
         return h, y
 
-    def modulation(self, t: int, T: int) -> list[tuple[torch.Tensor, ...]] | None:
-        """LoopFormer: per block layer (g_attn, g_mlp, s_attn, s_mlp) from time t/T and step 1/T."""
+    def modulation(self, t: int, T: int, time: float | None = None,
+                   step: float | None = None) -> list[tuple[torch.Tensor, ...]] | None:
+        """LoopFormer: per block layer (g_attn, g_mlp, s_attn, s_mlp) from time t/T and step 1/T
+        (or an explicit ``time`` and ``step`` on a non-uniform route)."""
         if self.cfg.conditioning != "loopformer":
             return None
         D = self.cfg.d_model
         dev, dt = self.s_final.device, self.s_final.dtype
-        c = self.time_mlp(sinusoid(torch.tensor(t / T, device=dev), D, dt)) + \
-            self.step_mlp(sinusoid(torch.tensor(1.0 / T, device=dev), D, dt))
+        time = t / T if time is None else time
+        step = 1.0 / T if step is None else step
+        c = self.time_mlp(sinusoid(torch.tensor(time, device=dev), D, dt)) + \
+            self.step_mlp(sinusoid(torch.tensor(step, device=dev), D, dt))
         m = self.mod(F.silu(c)).view(self.cfg.n_block, 4, D)
         return [tuple(m[j, i] for i in range(4)) for j in range(self.cfg.n_block)]
 
@@ -209,10 +218,11 @@ class LoopedTransformer(nn.Module):
         """Scale of the norm after the loop: the coda's first layer, else the final norm."""
         return self.coda[0].s_in(None) if len(self.coda) else self.s_final
 
-    def iterate(self, h, e, y, t: int, T: int, rope, fuse_next: bool):
+    def iterate(self, h, e, y, t: int, T: int, rope, fuse_next: bool, time: float | None = None,
+                step: float | None = None):
         """One loop iteration: inject e into h, run the block. Returns (h, y, y_is_exit_norm)."""
         cfg = self.cfg
-        mods = self.modulation(t, T)
+        mods = self.modulation(t, T, time, step)
         s_first = self.block[0].s_in(mods[0] if mods else None)
         if cfg.injection == "none":
             if y is None:  # not fused with the previous iteration's last junction
@@ -231,7 +241,10 @@ class LoopedTransformer(nn.Module):
         return h, y, not fuse_next
 
     def readout(self, h, y, at: torch.Tensor | None = None) -> torch.Tensor:
-        """Coda -> final norm -> head; ``at`` (B,) picks one position per row before the head."""
+        """(C ->) coda -> final norm -> head; ``at`` (B,) picks one position per row before the head."""
+        if self.cfg.exit_proj:
+            h = self.C(h)
+            y = rmsnorm(h, self.s_exit(), self.cfg.eps)
         if len(self.coda):
             h, y = self.run(self.coda, h, y, self.s_final, self._rope)
         if at is not None:
@@ -240,14 +253,24 @@ class LoopedTransformer(nn.Module):
 
     # --- forward ----------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor, loops: int | None = None, readout: str = "last",
-                backprop_last: int = 0, at: torch.Tensor | None = None, return_state: bool = False):
+                backprop_last: int = 0, at: torch.Tensor | None = None, return_state: bool = False,
+                row_loops: torch.Tensor | None = None, route: list[float] | None = None):
         """Logits ``(B, L, V)`` (``readout="last"``) or ``(T, B, L, V)`` after every iteration ("all").
 
         ``at`` (B,) returns only one position per row: ``(B, V)`` / ``(T, B, V)``.
         ``backprop_last=m`` (0 < m < T): the first T-m iterations build no graph.
         ``return_state``: also return the final loop state ``h`` (for consistency losses).
+        ``row_loops`` (B,): each row stops at its own T (Parcae's T per sequence; T = the max);
+        with ``backprop_last=m`` each row gets gradients through its own last m iterations.
+        ``route``: LoopFormer step sizes (summing to 1) instead of T uniform steps of 1/T.
         """
         cfg = self.cfg
+        if route is not None:
+            loops = len(route)
+        if row_loops is not None:
+            loops = int(row_loops.max())
+            if readout != "last":
+                raise ValueError("row_loops needs readout='last'")
         T = cfg.loops if loops is None else int(loops)
         if T < 1:
             raise ValueError(f"loops must be >= 1, got {T}")
@@ -261,15 +284,34 @@ class LoopedTransformer(nn.Module):
         if len(self.prelude):
             x, _ = self.run(self.prelude, x, rmsnorm(x, self.prelude[0].s_attn, cfg.eps), self.s_final, self._rope)
         e = x
-        h = e if cfg.injection == "none" else torch.zeros_like(e)
-        start = T - backprop_last if 0 < backprop_last < T else 0
+        if cfg.state_init == "noise":  # truncated normal, as Parcae/Huginn start the recurrence
+            h = nn.init.trunc_normal_(torch.empty_like(e), std=1.0, a=-2.0, b=2.0)
+        else:
+            h = e if cfg.injection == "none" else torch.zeros_like(e)
+        per_row = row_loops is not None
+        start = T - backprop_last if 0 < backprop_last < T and not per_row else 0
+        times = None
+        if route is not None:
+            times = [float(sum(route[:t])) for t in range(T)]
         grad_on = torch.is_grad_enabled()
-        outs, y = [], None
+        outs, y, y_exit = [], None, None
         for t in range(T):
             want = readout == "all" or t == T - 1
-            fuse = (not want and cfg.injection == "none" and cfg.conditioning == "none" and t + 1 != start)
+            fuse = (not want and not per_row and cfg.injection == "none" and cfg.conditioning == "none"
+                    and t + 1 != start)
             with torch.set_grad_enabled(grad_on and t >= start):
-                h, y, is_exit = self.iterate(h, e, y, t, T, self._rope, fuse)
+                h_prev = h
+                h, y, is_exit = self.iterate(h, e, y, t, T, self._rope, fuse,
+                                             None if times is None else times[t],
+                                             None if route is None else float(route[t]))
+                if per_row:  # rows past their own T keep their state; early iterations carry no gradient
+                    keep = (t < row_loops.to(h.device))[:, None, None]
+                    if t > 0:
+                        h, y = torch.where(keep, h, h_prev), torch.where(keep, y, y_exit)
+                    if backprop_last and grad_on:
+                        stop = (t < row_loops.to(h.device) - backprop_last)[:, None, None]
+                        h, y = torch.where(stop, h.detach(), h), torch.where(stop, y.detach(), y)
+                    y_exit = y  # fuse is off per row, so y is normalised for the exit
             if want:
                 outs.append(self.readout(h, y, at))
             if is_exit:

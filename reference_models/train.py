@@ -4,9 +4,14 @@
     torchrun --nproc_per_node 2 -m benchgen train --data DIR --preset NAME --out RUN
 
 Loss on answer tokens only (label smoothing optional); AdamW with warmup then constant /
-linear / cosine; T fixed or sampled per step (uniform, clip(Poisson), Huginn Poisson-lognormal)
-with truncated backprop through the last m iterations; optional LoopFormer short-route
-consistency loss. Every ``eval_every`` steps: exact-match accuracy on every split (teacher-forced
+linear / cosine; T fixed or sampled per step (uniform, clip(Poisson), Huginn Poisson-lognormal,
+or uniform in [k, k+m] for the curriculum's current hop k) or per sequence (Parcae), with
+truncated backprop through the last m iterations; optional LoopFormer short-route consistency
+loss (a random split of [0, 1] on the 1/T grid). Depth curriculum (LTG): train on atomics + hops
+<= k; every ``curriculum_every`` steps measure k-hop accuracy on ``curriculum_split`` at a stated T
+and add hop k+1 when it exceeds the threshold; events go to ``metrics.jsonl`` (kind
+``curriculum``) and ``curves.png``, and resume rebuilds the current hop from them.
+Every ``eval_every`` steps: exact-match accuracy on every split (teacher-forced
 argmax at every answer position, which equals greedy decoding's exact match) into
 ``metrics.jsonl`` and ``curves.png``, and a checkpoint (see checkpoint.py).
 
@@ -30,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from benchgen.reference_models import checkpoint as ckpt
-from benchgen.reference_models.config import ModelConfig, TrainConfig, from_dicts
+from benchgen.reference_models.config import ModelConfig, TrainConfig
 from benchgen.reference_models.data import (
     AnswerFormat,
     Encoded,
@@ -39,7 +44,7 @@ from benchgen.reference_models.data import (
     load_split,
     make_batch,
 )
-from benchgen.reference_models.model import LoopedTransformer
+from benchgen.reference_models.model import LoopedTransformer, rmsnorm
 
 from benchgen import seeding
 from benchgen.dataset import Dataset, check_target, load
@@ -61,12 +66,15 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def sample_loops(cfg: TrainConfig, default: int, step: int) -> tuple[int, int]:
-    """(T, short-route S) for ``step``: a pure function of (seed, step), identical on every rank."""
+def sample_loops(cfg: TrainConfig, default: int, step: int, hop: int | None = None) -> tuple[int, int]:
+    """(T, short-route S) for ``step``: a pure function of (seed, step, curriculum hop), same on every rank."""
     r = seeding.rng(cfg.seed, "loops", step)
     lo, hi = cfg.loops_min, cfg.loops_max
     if cfg.loops_sampling == "fixed":
         T = default
+    elif cfg.loops_sampling == "depth":  # T tied to the curriculum's current maximum hop k
+        k = max(1, hop if hop is not None else default)
+        T = int(r.integers(k, k + cfg.loops_extra + 1))
     elif cfg.loops_sampling == "uniform":
         T = int(r.integers(lo, hi + 1))
     elif cfg.loops_sampling == "poisson":
@@ -78,6 +86,113 @@ def sample_loops(cfg: TrainConfig, default: int, step: int) -> tuple[int, int]:
     return T, S
 
 
+def sample_row_loops(cfg: TrainConfig, default: int, step: int, n: int, hop: int | None = None) -> torch.Tensor:
+    """T per sequence (Parcae): ``n`` draws of the configured sampler, a pure function of (seed, step)."""
+    r = seeding.rng(cfg.seed, "row-loops", step)
+    lo, hi = cfg.loops_min, cfg.loops_max
+    if cfg.loops_sampling == "fixed":
+        T = np.full(n, default)
+    elif cfg.loops_sampling == "depth":
+        k = max(1, hop if hop is not None else default)
+        T = r.integers(k, k + cfg.loops_extra + 1, n)
+    elif cfg.loops_sampling == "uniform":
+        T = r.integers(lo, hi + 1, n)
+    elif cfg.loops_sampling == "poisson":
+        T = np.clip(r.poisson(cfg.loops_mean, n), lo, hi)
+    else:
+        tau = r.normal(math.log(cfg.loops_mean) - cfg.loops_sigma ** 2 / 2, cfg.loops_sigma, n)
+        T = np.clip(r.poisson(np.exp(tau)) + 1, lo, hi)
+    return torch.from_numpy(T.astype(np.int64))
+
+
+def short_route(cfg: TrainConfig, T: int, S: int, step: int) -> list[float]:
+    """LoopFormer's short route: a random split of [0, 1] into S steps on the 1/T grid (sums to 1)."""
+    r = seeding.rng(cfg.seed, "route", step)
+    cuts = np.sort(r.choice(np.arange(1, T), size=S - 1, replace=False)) if S > 1 else np.zeros(0, np.int64)
+    return (np.diff(np.concatenate([[0], cuts, [T]])) / T).tolist()
+
+
+def eval_loops(cfg: TrainConfig, default: int, hop: int) -> int:
+    """The stated T at which held-out accuracy is measured: curriculum-loops, k+m under depth sampling, else model.loops."""
+    if cfg.curriculum_loops:
+        return cfg.curriculum_loops
+    return hop + cfg.loops_extra if cfg.loops_sampling == "depth" else default
+
+
+def balanced_rows(depth: torch.Tensor, max_depth: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """Rows whose depth is uniform over the depths <= max_depth present, each a uniform row of its depth."""
+    d = depth.numpy()
+    order = np.argsort(d, kind="stable")
+    values, starts, sizes = np.unique(d[order], return_index=True, return_counts=True)
+    keep = values <= max_depth
+    if not keep.any():
+        raise BenchgenError(f"curriculum: no training rows with depth <= {max_depth}")
+    starts, sizes = starts[keep], sizes[keep]
+    r = seeding.rng(seed, "balanced", step)
+    pick = r.integers(0, len(sizes), batch_size)
+    within = np.floor(r.random(batch_size) * sizes[pick]).astype(np.int64)
+    return torch.from_numpy(order[starts[pick] + within].astype(np.int64))
+
+
+def curriculum_hop(rows: list[dict], start: int, max_hop: int) -> int:
+    """Current maximum hop from the ``curriculum`` events of metrics.jsonl (resume rebuilds state from them)."""
+    hops = [int(r["max_hop"]) for r in rows if r.get("kind") == "curriculum"]
+    return min(max_hop, max([start, *hops]))
+
+
+class Curriculum:
+    """LTG depth curriculum: atomics + hops <= k; add hop k+1 once k-hop accuracy (curriculum split) > threshold."""
+
+    def __init__(self, cfg: TrainConfig, train_depth: torch.Tensor, held_out: Encoded | None, hop: int):
+        self.cfg, self.depth, self.held_out = cfg, train_depth, held_out
+        self.max_hop = int(train_depth.max()) if len(train_depth) else 1
+        self.hop = min(hop, self.max_hop) if cfg.curriculum else self.max_hop
+        self._active: torch.Tensor | None = None
+        self._active_hop = -1
+
+    def rows(self, batch_size: int, step: int) -> torch.Tensor:
+        """Global batch rows of ``step``: epoch-wise over the active rows, or depth-balanced draws."""
+        if self.cfg.balance_hops:
+            return balanced_rows(self.depth, self.hop, batch_size, step, self.cfg.seed)
+        active = self.active()
+        if active is None:
+            return batch_indices(len(self.depth), batch_size, step, self.cfg.seed)
+        return active[batch_indices(len(active), batch_size, step, self.cfg.seed)]
+
+    def active(self) -> torch.Tensor | None:
+        """Train rows with depth <= k (None: every row, no curriculum)."""
+        if not self.cfg.curriculum or self.hop >= self.max_hop:
+            return None
+        if self._active_hop != self.hop:
+            self._active = torch.nonzero(self.depth <= self.hop).squeeze(1)
+            self._active_hop = self.hop
+            if len(self._active) == 0:
+                raise BenchgenError(f"curriculum: no training rows with depth <= {self.hop}")
+        return self._active
+
+    def probe(self) -> Encoded:
+        """Curriculum-split rows at the current maximum hop (at most eval-examples of them)."""
+        if self.held_out is None:
+            raise BenchgenError(f"curriculum: the dataset has no '{self.cfg.curriculum_split}' split to measure on")
+        idx = torch.nonzero(self.held_out.depth == self.hop).squeeze(1)
+        if len(idx) == 0:
+            raise BenchgenError(f"curriculum: split '{self.cfg.curriculum_split}' has no {self.hop}-hop rows")
+        if self.cfg.eval_examples:
+            idx = idx[:self.cfg.eval_examples]
+        h = self.held_out
+        return Encoded(h.tokens[idx], h.n_in[idx], h.n_ans[idx], h.depth[idx])
+
+    def due(self, step: int) -> bool:
+        return self.cfg.curriculum and self.hop < self.max_hop and step % self.cfg.curriculum_every == 0
+
+    def update(self, acc: float) -> bool:
+        """Advance one hop when ``acc`` (k-hop accuracy) exceeds the threshold; True if it did."""
+        if acc > self.cfg.curriculum_threshold and self.hop < self.max_hop:
+            self.hop += 1
+            return True
+        return False
+
+
 # --- loss -----------------------------------------------------------------------------------
 class LossModel(nn.Module):
     """Model + loss in one forward (so DDP sees one forward per step, short route included)."""
@@ -86,18 +201,20 @@ class LossModel(nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def forward(self, x, y, mask, T: int, S: int, scale: float):
+    def forward(self, x, y, mask, T: int, S: int, scale: float, row_loops: torch.Tensor | None = None,
+                route: list[float] | None = None):
         cfg = self.cfg
         short = cfg.short_route_weight > 0 and T > 1
-        out = self.model(x, loops=T, backprop_last=cfg.backprop_last, return_state=short)
+        out = self.model(x, loops=T, backprop_last=cfg.backprop_last, return_state=short, row_loops=row_loops)
         logits, h_long = out if short else (out, None)
         loss = F.cross_entropy(logits[mask], y[mask], reduction="sum",
                                label_smoothing=cfg.label_smoothing) * scale
         if short:  # LoopFormer: CE_long + w*CE_short + w*MSE(stopgrad(h_long), h_short)
-            logits_s, h_short = self.model(x, loops=S, return_state=True)
+            logits_s, h_short = self.model(x, loops=S, return_state=True, route=route)
             ce_s = F.cross_entropy(logits_s[mask], y[mask], reduction="sum",
                                    label_smoothing=cfg.label_smoothing) * scale
-            mse = F.mse_loss(h_short[mask], h_long.detach()[mask])
+            eps = self.model.cfg.eps  # on the normed final state, as LoopFormer's code does
+            mse = F.mse_loss(rmsnorm(h_short[mask], None, eps), rmsnorm(h_long.detach()[mask], None, eps))
             loss = loss + cfg.short_route_weight * (ce_s + mse)
         return loss
 
@@ -125,7 +242,10 @@ def _dist() -> tuple[int, int, int]:
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
     if cfg.device == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(cfg.device)
+    try:
+        dev = torch.device(cfg.device)
+    except (RuntimeError, TypeError):
+        raise BenchgenError(f"option 'device': expected auto, cpu, cuda or cuda:N, got {cfg.device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BenchgenError(f"option 'device': {cfg.device} requested but CUDA is not available")
     if dev.type == "cuda" and dev.index is None:
@@ -170,20 +290,66 @@ def plot_curves(run: Path) -> None:
     a1.set(xlabel="step", ylabel="train loss (answer tokens)", title="loss")
     for split in (ev[0]["acc"] if ev else {}):
         a2.plot([r["step"] for r in ev], [r["acc"][split] for r in ev], marker=".", label=split)
-    a2.set(xlabel="step", ylabel="exact-match accuracy", ylim=(-0.02, 1.02), title="accuracy per split")
-    if ev:
+    cc = [r for r in rows if r["kind"] == "curriculum" and r.get("acc") is not None]
+    if cc:
+        a2.plot([r["step"] for r in cc], [r["acc"] for r in cc], color="0.5", lw=0.8, ls=":",
+                label=f"curriculum: k-hop {cc[-1].get('split', 'held-out')} accuracy")
+    for r in rows:
+        if r["kind"] == "curriculum" and r.get("advanced"):
+            a2.axvline(r["step"], color="0.7", lw=0.6)
+            a2.text(r["step"], 1.0, f"+{r['max_hop']}", fontsize=6, ha="center", va="bottom")
+    a2.set(xlabel="step", ylabel="exact-match accuracy", ylim=(-0.02, 1.06), title="accuracy per split")
+    if ev or cc:
         a2.legend(fontsize=8)
     fig.tight_layout()
-    tmp = run / f".{CURVES}.tmp.png"
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, run / CURVES)
+    from benchgen.atomic import write_file
+
+    try:
+        write_file(run / CURVES, lambda p: fig.savefig(p, format="png", dpi=90))
+    finally:
+        plt.close(fig)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics logged after the checkpoint ``step`` (atomic rewrite; malformed lines are an error)."""
     if path.exists():
-        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in keep))
+        keep = []
+        for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row_step = json.loads(line)["step"]
+                late = row_step > step
+            except (ValueError, KeyError, TypeError):
+                raise BenchgenError(f"--resume: {path} line {i} is not a metrics record") from None
+            if not late:
+                keep.append(line)
+        from benchgen.atomic import write_file
+
+        write_file(path, "".join(line + "\n" for line in keep))
+
+
+# Sizes beyond these are refused up front (one line naming the limit) instead of a MemoryError or a
+# run that never ends; the published presets stay far below them.
+SIZE_LIMITS = {"d_model": 8192, "d_ff": 65536, "n_heads": 256, "n_prelude": 128, "n_block": 128, "n_coda": 128,
+               "loops": 1024, "max_len": 65536, "vocab_size": 1_000_000, "batch_size": 65536, "loops_min": 1024,
+               "loops_max": 1024, "loops_extra": 1024, "steps": 10**9, "eval_examples": 10**7, "threads": 4096}
+MAX_PARAMS = 500_000_000
+
+
+def check_sizes(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """Refuse absurd model/train sizes (e.g. --set model.d_model=100000000) with the limit named."""
+    for cfg in (model_cfg, train_cfg):
+        for name, limit in SIZE_LIMITS.items():
+            v = getattr(cfg, name, None)
+            if isinstance(v, int) and v > limit:
+                raise BenchgenError(f"option '{name.replace('_', '-')}': expected at most {limit:,}, got {v:,}")
+    d, ff = model_cfg.d_model, model_cfg.d_ff or 4 * model_cfg.d_model
+    layers = model_cfg.n_prelude + model_cfg.n_block + model_cfg.n_coda
+    params = layers * (4 * d * d + 2 * d * ff) + 2 * d * (model_cfg.vocab_size or 0)
+    if params > MAX_PARAMS:
+        raise BenchgenError(f"model: about {params:,} parameters; the limit is {MAX_PARAMS:,} (lower d-model, "
+                            "d-ff or the number of layers)")
 
 
 # --- training -------------------------------------------------------------------------------
@@ -199,15 +365,16 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
         if saved["dataset"]["fingerprint"] != ds.fingerprint:
             raise BenchgenError(f"--resume: {out} was trained on dataset {saved['dataset']['fingerprint'][:16]}, "
                                 f"not {ds.path} ({ds.fingerprint[:16]})")
-        model_cfg, train_cfg = from_dicts(saved["model"], saved["train"])
+        model_cfg, train_cfg = ckpt.configs(saved, out / ckpt.CONFIG)
         preset = saved.get("preset")
     elif rank == 0:
-        check_target(out, overwrite)
+        check_target(out, overwrite, kind="run")  # before any work: kind, writability, stale temp dirs
     if model_cfg is None or train_cfg is None:
         raise BenchgenError("train: give a model and train config (or --resume)")
     if steps is not None:
         train_cfg = dataclasses.replace(train_cfg, steps=steps)
     train_cfg.validate()
+    check_sizes(model_cfg, train_cfg)
     if train_cfg.batch_size % world:
         raise BenchgenError(f"option 'batch_size': {train_cfg.batch_size} is not divisible by {world} ranks")
     if train_cfg.threads:
@@ -225,6 +392,12 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     model_cfg = fill_from_dataset(model_cfg, ds, fmt)
     train_data = load_split(ds, "train", fmt)
     evals = {s: load_split(ds, s, fmt, limit=train_cfg.eval_examples, seed=train_cfg.seed) for s in ds.splits}
+    held_out = None
+    if train_cfg.curriculum:
+        if train_cfg.curriculum_split not in ds.splits:
+            raise BenchgenError(f"curriculum: {ds.path} has no '{train_cfg.curriculum_split}' split to measure on "
+                                f"(splits: {', '.join(ds.splits)})")
+        held_out = load_split(ds, train_cfg.curriculum_split, fmt)
     meta = {"dataset": {"path": str(ds.path.resolve()), "task": ds.task, "fingerprint": ds.fingerprint},
             "answer": fmt.to_dict(), "preset": preset, "world_size": world}
 
@@ -243,8 +416,25 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
         if rank == 0:
             _truncate_metrics(out / METRICS, start)
     elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / METRICS).write_text("")
+        from benchgen.atomic import atomic_dir
+
+        # a fresh, marked run replaces the old one in one move: a kill before the first checkpoint
+        # leaves either the old run or this empty new one, never a mix of both
+        with atomic_dir(out, overwrite, kind="run") as tmp:
+            (tmp / METRICS).write_text("")
+    past = [json.loads(x) for x in (out / METRICS).read_text().splitlines() if x.strip()] if resume else []
+    cur = Curriculum(train_cfg, train_data.depth, held_out, train_cfg.curriculum_start)
+    cur.hop = curriculum_hop(past, cur.hop, cur.max_hop)
+    if rank == 0 and train_cfg.curriculum and not resume:
+        with open(out / METRICS, "a") as f:
+            f.write(json.dumps({"step": 0, "kind": "curriculum", "hop": None, "acc": None, "advanced": False,
+                                "max_hop": cur.hop, "deepest_hop": cur.max_hop}) + "\n")
+
+    def stamp() -> None:
+        """Record what a reader of the checkpoint needs: the trained T and the curriculum depth reached."""
+        meta["trained_loops"] = eval_loops(train_cfg, model_cfg.loops, cur.hop)
+        meta["loop_sampling"] = "fixed" if train_cfg.loops_sampling == "fixed" else "sampled"
+        meta["curriculum"] = {"max_hop": cur.hop, "deepest_hop": cur.max_hop} if train_cfg.curriculum else None
     lossm: nn.Module = LossModel(model, train_cfg)
     if ddp:
         lossm = nn.parallel.DistributedDataParallel(
@@ -253,13 +443,38 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
 
     def evaluate(step: int) -> None:
         model.eval()
-        acc = {s: accuracy(model, d, model_cfg.loops, device=device) for s, d in evals.items()}
+        T_eval = eval_loops(train_cfg, model_cfg.loops, cur.hop)
+        acc = {s: accuracy(model, d, T_eval, device=device) for s, d in evals.items()}
         model.train()
         with open(out / METRICS, "a") as f:
-            f.write(json.dumps({"step": step, "kind": "eval", "loops": model_cfg.loops, "acc": acc}) + "\n")
+            f.write(json.dumps({"step": step, "kind": "eval", "loops": T_eval, "max_hop": cur.hop,
+                                "acc": acc}) + "\n")
         plot_curves(out)
         if bar is not None:
             bar.write(f"step {step}: " + "  ".join(f"{s}={a:.3f}" for s, a in acc.items()))
+
+    def check_curriculum(step: int) -> None:
+        """Measure k-hop held-out accuracy at the stated T; advance (same decision on every rank)."""
+        advanced = torch.zeros(1, dtype=torch.int64, device=device)  # nccl broadcasts device tensors
+        if rank == 0:
+            model.eval()
+            T_c = eval_loops(train_cfg, model_cfg.loops, cur.hop)
+            a = accuracy(model, cur.probe(), T_c, device=device)
+            model.train()
+            hop = cur.hop
+            advanced[0] = int(cur.update(a))
+            with open(out / METRICS, "a") as f:
+                f.write(json.dumps({"step": step, "kind": "curriculum", "hop": hop, "acc": a, "loops": T_c,
+                                    "split": train_cfg.curriculum_split, "advanced": bool(advanced[0]),
+                                    "max_hop": cur.hop,
+                                    "deepest_hop": cur.max_hop}) + "\n")
+            if advanced[0] and bar is not None:
+                bar.write(f"step {step}: {hop}-hop {train_cfg.curriculum_split} acc {a:.3f} at T={T_c} "
+                          f"-> training on hops <= {cur.hop}")
+        if ddp:
+            torch.distributed.broadcast(advanced, 0)
+            if rank != 0 and advanced[0]:
+                cur.hop += 1
 
     bar = None
     if rank == 0 and progress:
@@ -272,12 +487,19 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
         lr = lr_at(step, train_cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        T, S = sample_loops(train_cfg, model_cfg.loops, step)
-        rows = batch_indices(len(train_data), train_cfg.batch_size, step, train_cfg.seed)
+        T, S = sample_loops(train_cfg, model_cfg.loops, step, cur.hop)
+        row_T = None
+        if train_cfg.loops_per_row:
+            row_T = sample_row_loops(train_cfg, model_cfg.loops, step, train_cfg.batch_size, cur.hop)
+            T = int(row_T.max())
+        route = short_route(train_cfg, T, S, step) if train_cfg.short_route_weight > 0 and T > 1 else None
+        rows = cur.rows(train_cfg.batch_size, step)
         n_global = int(train_data.n_ans[rows].sum())
         mine = rows[rank * (len(rows) // world):(rank + 1) * (len(rows) // world)]
         x, y, mask = (t.to(device) for t in make_batch(train_data, mine))
-        loss = lossm(x, y, mask, T, S, world / n_global)
+        share = train_cfg.batch_size // world
+        mine_T = None if row_T is None else row_T[rank * share:(rank + 1) * share].to(device)
+        loss = lossm(x, y, mask, T, S, world / n_global, mine_T, route)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if train_cfg.grad_clip > 0:
@@ -301,12 +523,15 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
             t_last, tokens_since, loss_acc, n_acc = now, 0, 0.0, 0
         if bar is not None:
             bar.update(1)
+        if cur.due(step):
+            check_curriculum(step)
         last = step == train_cfg.steps
         do_eval = last or (train_cfg.eval_every and step % train_cfg.eval_every == 0)
         do_save = do_eval or (train_cfg.save_every and step % train_cfg.save_every == 0)
         if rank == 0 and do_eval:
             evaluate(step)
         if rank == 0 and do_save:
+            stamp()
             ckpt.save(out, model, opt, step, model_cfg, train_cfg, meta, ds.vocab)
     if bar is not None:
         bar.close()

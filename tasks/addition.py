@@ -10,8 +10,9 @@ strings. Extra columns: ``width`` (digits per operand) and ``carries`` (how many
 
 Splits come from the shared (depth, width) grid (tasks/grid.py): train/valid/test_id over the
 training cells (n in ``train_operands``) x (width in ``train_widths``) minus ``held_out``;
-test_systematic = the held-out cells; test_depth = ``test_operands`` (all above the largest
-training n) at every training width. Rows are unique within a cell across train/valid/test_id.
+test_systematic = the held-out cells; test_interp = ``interp_operands`` (strictly between
+training n, never trained: Saunshi et al.'s n=24) and test_depth = ``test_operands`` (all above
+the largest training n), each at every training width. Rows are unique within a cell across train/valid/test_id.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class AdditionConfig:
                 "occur in another training cell"})
     test_operands: tuple[int, ...] = field(default=(5, 6), metadata={
         "help": "operand counts of test_depth (all above max(train-operands)), at every training width"})
+    interp_operands: tuple[int, ...] = field(default=(), metadata={
+        "help": "operand counts of test_interp (strictly between training counts, never trained), at every "
+                "training width, e.g. 24; empty for none"})
     train_per_cell: int = field(default=1200, metadata={"help": "train rows per training cell"})
     valid_per_cell: int = field(default=100, metadata={"help": "valid rows per training cell"})
     test_per_cell: int = field(default=200, metadata={
@@ -62,14 +66,15 @@ class AdditionConfig:
     def grid(self) -> Grid:
         return Grid(tuple(self.train_operands), tuple(self.train_widths), tuple(map(tuple, self.held_out)),
                     tuple(self.test_operands), depth_option="train_operands", width_option="train_widths",
-                    held_out_option="held_out", test_option="test_operands")
+                    held_out_option="held_out", test_option="test_operands",
+                    interp_depths=tuple(self.interp_operands), interp_option="interp_operands")
 
     def counts(self) -> Counts:
         return Counts(self.train_per_cell, self.valid_per_cell, self.test_per_cell)
 
     def validate(self) -> None:
         """Reject impossible values before any work (one option named per error)."""
-        for name in ("train_operands", "test_operands"):
+        for name in ("train_operands", "test_operands", "interp_operands"):
             bad = [n for n in getattr(self, name) if not 2 <= n <= MAX_OPERANDS]
             if bad:
                 raise ConfigError(name, f"operand counts must be in 2..{MAX_OPERANDS}, got {bad}")
@@ -84,13 +89,21 @@ class AdditionConfig:
 
 PRESETS = {
     "saunshi-addition": {
-        "description": "Saunshi et al. 2025: 3-digit operands, train n in {2,4,8,16,32}; width 4 is also "
-                       "trained so that cell 16x4 can be held out (test_systematic); test_depth n in "
-                       "{40,48} at widths 3 and 4; 100,000 train rows per cell (900k), 1,000 per test cell. "
-                       "The paper's n=24 evaluation is interpolation: generate it with --train-operands.",
+        "description": "Saunshi et al. 2025's grid exactly: 3-digit operands (width 3 only), train n in "
+                       "{2,4,8,16,32}; test_id holds the trained n (the paper's n=8,16,32), test_interp the "
+                       "untrained n=24; no test_systematic or test_depth (the paper has none); 100,000 train "
+                       "rows per n (500k), 1,000 per test cell",
+        "config": {"train_operands": (2, 4, 8, 16, 32), "train_widths": (3,), "held_out": (),
+                   "test_operands": (), "interp_operands": (24,), "train_per_cell": 100_000,
+                   "valid_per_cell": 1000, "test_per_cell": 1000, "reverse_answer": False, "seed": 0},
+    },
+    "addition-grid": {
+        "description": "Saunshi-style mixed grid: train n in {2,4,8,16,32} at widths 3 and 4 minus held-out "
+                       "cell 16x4 (test_systematic), test_interp n=24, test_depth n in {40,48}; 100,000 "
+                       "train rows per cell (900k), 1,000 per test cell",
         "config": {"train_operands": (2, 4, 8, 16, 32), "train_widths": (3, 4), "held_out": ((16, 4),),
-                   "test_operands": (40, 48), "train_per_cell": 100_000, "valid_per_cell": 1000,
-                   "test_per_cell": 1000, "reverse_answer": False, "seed": 0},
+                   "test_operands": (40, 48), "interp_operands": (24,), "train_per_cell": 100_000,
+                   "valid_per_cell": 1000, "test_per_cell": 1000, "reverse_answer": False, "seed": 0},
     },
     "addition-small": {
         "description": "CPU-sized: widths {2,3}, train n in {2,3,4} minus held-out cell 4x3, test_depth "
@@ -197,7 +210,7 @@ def audit(dataset) -> list[str]:
         if len(ops) != row["depth"]:
             msgs.append("depth != number of operands")
         if any(len(o) != width for o in ops):
-            msgs.append("an operand's digit count != width")
+            return msgs + ["an operand's digit count != width"], True
         if "".join(tokens[i] for i in row["input_ids"]) != prompt.replace(" ", ""):
             msgs.append("input_ids do not spell the prompt")
         expected = str(sum(int(o) for o in ops))
@@ -213,4 +226,5 @@ def audit(dataset) -> list[str]:
             msgs.append("carries != carry positions of column addition")
         return msgs, True
 
-    return audit_grid(dataset, ["carries"], check_row, "train_operands", "train_widths", "test_operands")
+    return audit_grid(dataset, ["carries"], check_row, "train_operands", "train_widths", "test_operands",
+                      "interp_operands")

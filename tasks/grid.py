@@ -1,13 +1,16 @@
 """The (depth, width) cell grid shared by the addition and induction tasks, and its writer.
 
 A task whose examples are indexed by a reasoning depth (operands, hops) and a width (digits,
-sequence length) declares training depths D and widths W, a set H of held-out cells and
-extrapolation depths X. Splits:
+sequence length) declares training depths D and widths W, a set H of held-out cells,
+interpolation depths I and extrapolation depths X. Splits:
 
 - train / valid / test_id: the training cells ``D x W minus H`` (same distribution);
 - test_systematic: the held-out cells H only. Each held-out cell's depth and width must each
   occur in some *training* cell (interpolation check), so the cell composes seen pieces in a
   combination never seen together;
+- test_interp: cells ``I x W``; every interpolation depth lies strictly between two training
+  depths and is never trained (Saunshi et al. train addition on n in {2,4,8,16,32} and test the
+  untrained n=24);
 - test_depth: cells ``X x W`` with every extrapolation depth above the largest training depth.
 
 Rows are unique within a cell across train, valid and test_id (so no test query occurs in
@@ -51,6 +54,8 @@ class Grid:
     width_option: str = "train_widths"
     held_out_option: str = "held_out"
     test_option: str = "test_depths"
+    interp_depths: tuple[int, ...] = ()
+    interp_option: str = "interp_depths"
 
     def validate(self) -> None:
         """Refuse empty axes, held-out cells outside the interpolation range, shallow test depths."""
@@ -86,6 +91,14 @@ class Grid:
         if low:
             raise ConfigError(self.test_option, f"must all be above the largest training depth "
                               f"{max(self.depths)}; got {low}")
+        trained = sorted(seen_d)
+        for d in self.interp_depths:
+            if d in seen_d:
+                raise ConfigError(self.interp_option, f"depth {d} is a training depth (interpolation depths "
+                                  f"must never be trained; training depths {trained})")
+            if not trained[0] < d < trained[-1]:
+                raise ConfigError(self.interp_option, f"depth {d} is not strictly between the smallest and "
+                                  f"largest training depths {trained[0]} and {trained[-1]}")
 
     def train_cells(self) -> list[Cell]:
         held = set(self.held_out)
@@ -96,6 +109,9 @@ class Grid:
 
     def depth_cells(self) -> list[Cell]:
         return [(d, w) for d in self.test_depths for w in self.widths]
+
+    def interp_cells(self) -> list[Cell]:
+        return [(d, w) for d in self.interp_depths for w in self.widths]
 
 
 class CellSampler(Protocol):
@@ -133,7 +149,7 @@ def check_populations(sampler: CellSampler, grid: Grid, counts: Counts) -> None:
     """Every cell holds the distinct rows its splits ask for (checked before any work)."""
     need = counts.train + counts.valid + counts.test
     check_population(sampler, grid.train_cells(), need, "train_per_cell", "train + valid + test per cell")
-    check_population(sampler, grid.systematic_cells() + grid.depth_cells(), counts.test,
+    check_population(sampler, grid.systematic_cells() + grid.interp_cells() + grid.depth_cells(), counts.test,
                      "test_per_cell", "test per cell")
 
 
@@ -203,7 +219,7 @@ class UniqueCell:
 
 @dataclass
 class Counts:
-    """Rows per cell for each split (test_per_cell serves test_id, test_systematic and test_depth)."""
+    """Rows per cell for each split (test_per_cell serves every test split)."""
 
     train: int
     valid: int
@@ -254,6 +270,8 @@ def split_tables(task: str, grid: Grid, sampler: CellSampler, counts: Counts, se
             ("test_id", counts.test, cells, lambda: per_cell("test_id", cells, counts.test, uniq)),
             ("test_systematic", counts.test, grid.systematic_cells(),
              lambda: per_cell("test_systematic", grid.systematic_cells(), counts.test, {})),
+            ("test_interp", counts.test, grid.interp_cells(),
+             lambda: per_cell("test_interp", grid.interp_cells(), counts.test, {})),
             ("test_depth", counts.test, grid.depth_cells(),
              lambda: per_cell("test_depth", grid.depth_cells(), counts.test, {}))]
     for split, n, cl, make in plan:
@@ -278,7 +296,7 @@ def shuffle_merge(parts: list[pa.Table], rng: np.random.Generator) -> pa.Table:
 def total_rows(grid: Grid, counts: Counts) -> int:
     n_train = len(grid.train_cells())
     return (n_train * (counts.train + counts.valid + counts.test)
-            + (len(grid.systematic_cells()) + len(grid.depth_cells())) * counts.test)
+            + (len(grid.systematic_cells()) + len(grid.interp_cells()) + len(grid.depth_cells())) * counts.test)
 
 
 def write_grid_dataset(*, task: str, grid: Grid, sampler: CellSampler, counts: Counts, seed: int,
@@ -298,16 +316,19 @@ def write_grid_dataset(*, task: str, grid: Grid, sampler: CellSampler, counts: C
 
 
 # --- audit helpers (plain Python, independent of the generator above) ------------------------------
-def expected_cells(cfg: dict, depth_key: str, width_key: str, test_key: str) -> dict[str, set[Cell]]:
+def expected_cells(cfg: dict, depth_key: str, width_key: str, test_key: str,
+                   interp_key: str | None = None) -> dict[str, set[Cell]]:
     """Allowed (depth, width) cells per split, recomputed from the manifest's config."""
     held = {tuple(c) for c in cfg["held_out"]}
     train = {(d, w) for d in cfg[depth_key] for w in cfg[width_key]} - held
     depth = {(d, w) for d in cfg[test_key] for w in cfg[width_key]}
-    return {"train": train, "valid": train, "test_id": train, "test_systematic": held, "test_depth": depth}
+    interp = {(d, w) for d in cfg.get(interp_key or "", []) for w in cfg[width_key]}
+    return {"train": train, "valid": train, "test_id": train, "test_systematic": held, "test_interp": interp,
+            "test_depth": depth}
 
 
 def audit_grid(dataset, extra_cols: list[str], check_row, depth_key: str, width_key: str,
-               test_key: str) -> list[str]:
+               test_key: str, interp_key: str | None = None) -> list[str]:
     """Run ``check_row(row) -> (problems, well_formed)`` over every row (plain Python), then check
     the split guarantees on the (depth, width) cells and queries of the well-formed rows."""
     cols = ["depth", "input_ids", "target_ids", "prompt", "answer", "width", *extra_cols]
@@ -328,14 +349,14 @@ def audit_grid(dataset, extra_cols: list[str], check_row, depth_key: str, width_
                     cells[split].append((row["depth"], row["width"]))
                     queries[split].append(tuple(row["input_ids"]))
         problems += [f"split '{split}': {msg} ({n} rows)" for msg, n in bad.items()]
-    return problems + audit_cells(cells, queries, dataset.config, depth_key, width_key, test_key)
+    return problems + audit_cells(cells, queries, dataset.config, depth_key, width_key, test_key, interp_key)
 
 
 def audit_cells(cells_by_split: dict[str, list[Cell]], queries: dict[str, list[tuple]], cfg: dict,
-                depth_key: str, width_key: str, test_key: str) -> list[str]:
+                depth_key: str, width_key: str, test_key: str, interp_key: str | None = None) -> list[str]:
     """Split guarantees on (depth, width) cells and query overlap, from decoded rows."""
     problems = []
-    allowed = expected_cells(cfg, depth_key, width_key, test_key)
+    allowed = expected_cells(cfg, depth_key, width_key, test_key, interp_key)
     train_d = {d for d, _ in allowed["train"]}
     train_w = {w for _, w in allowed["train"]}
     for split, cells in cells_by_split.items():
@@ -350,12 +371,19 @@ def audit_cells(cells_by_split: dict[str, list[Cell]], queries: dict[str, list[t
                     problems.append(f"split 'test_systematic': cell {d}x{w} also occurs in training")
         if split == "test_depth" and cells and min(d for d, _ in cells) <= max(train_d):
             problems.append("split 'test_depth': depths not above the largest training depth")
+        if split == "test_interp":
+            seen = {d for d, _ in cells_by_split.get("train", [])}
+            for d in sorted({d for d, _ in cells}):
+                if d in train_d or d in seen:
+                    problems.append(f"split 'test_interp': depth {d} is trained")
+                if not (train_d and min(train_d) < d < max(train_d)):
+                    problems.append(f"split 'test_interp': depth {d} is not strictly between training depths")
     for split, qs in queries.items():
         if len(set(qs)) != len(qs):
             problems.append(f"split '{split}': {len(qs) - len(set(qs))} repeated queries")
     train_q = set(queries.get("train", []))
-    for split in ("valid", "test_id", "test_systematic", "test_depth"):
-        overlap = train_q & set(queries.get(split, []))
+    for split in [s for s in queries if s != "train"]:
+        overlap = train_q & set(queries[split])
         if overlap:
             problems.append(f"split '{split}': {len(overlap)} queries also occur in train")
     if set(queries.get("valid", [])) & set(queries.get("test_id", [])):

@@ -7,6 +7,8 @@ A knowledge graph of entities ``<e_i>`` and relations ``<r_j>``; a k-hop query
 - valid / test_id: held-out ID compositions of ``train_hops`` (disjoint from train and each other);
 - test_systematic: compositions of ``train_hops`` built only from OOD triples (each OOD triple is
   seen in training as an atomic fact, never inside a composition); mixed chains are dropped;
+- test_interp: ID compositions of ``interp_hops`` (strictly between the smallest and largest
+  training hop, never trained; empty unless asked);
 - test_depth: ID compositions of ``test_hops`` (all deeper than any training hop).
 
 Chains are drawn *uniformly* over all chains of a given length in the ID (or OOD) subgraph,
@@ -57,14 +59,20 @@ class KhopConfig:
         "help": "composition depths in training, e.g. 2 or 2-5 (1-hop atomics are always in train)"})
     test_hops: tuple[int, ...] = field(default=(3, 4), metadata={
         "help": "depths of test_depth, all above max(train-hops), e.g. 3-4 or 6,8"})
+    interp_hops: tuple[int, ...] = field(default=(), metadata={
+        "help": "depths of test_interp: strictly between min and max train-hops and never trained, e.g. 3 "
+                "with train-hops 2,4 (test-per-hop queries each); empty for none"})
     inferred_ratio: float | None = field(default=None, metadata={
         "help": "phi: train compositions = round(phi * |ID atomics|), split evenly over train-hops "
                 "(alternative to train-per-hop)"})
     train_per_hop: int | None = field(default=2000, metadata={
         "help": "train compositions per training hop (alternative to inferred-ratio)"})
+    cap_train: bool = field(default=False, metadata={
+        "help": "a hop with fewer chains than train + valid + test keeps all chains left after valid and test "
+                "for train (small graphs: shallow hops are short, deep hops stay large)"})
     valid_per_hop: int = field(default=200, metadata={"help": "valid queries per training hop"})
     test_per_hop: int = field(default=200, metadata={
-        "help": "test_id queries per training hop and test_depth queries per test hop"})
+        "help": "test_id queries per training hop, test_interp and test_depth queries per hop"})
     systematic_per_hop: int = field(default=200, metadata={
         "help": "at most this many test_systematic (OOD-only) queries per training hop "
                 "(fewer when the OOD subgraph has fewer chains)"})
@@ -94,6 +102,10 @@ class KhopConfig:
         if self.test_hops and min(self.test_hops) <= max(self.train_hops):
             overlap = sorted(h for h in self.test_hops if h <= max(self.train_hops))
             raise ConfigError("test_hops", f"must all be above max(train-hops) = {max(self.train_hops)}; got {overlap}")
+        for h in self.interp_hops:
+            if h in self.train_hops or not min(self.train_hops) < h < max(self.train_hops):
+                raise ConfigError("interp_hops", f"hop {h} must be strictly between min and max train-hops "
+                                                 f"{list(self.train_hops)} and not trained")
         if (self.inferred_ratio is None) == (self.train_per_hop is None):
             raise ConfigError("train_per_hop", "set exactly one of inferred-ratio or train-per-hop")
         if self.inferred_ratio is not None and self.inferred_ratio < 0:
@@ -135,6 +147,15 @@ PRESETS = {
                    "ood_fraction": 0.0, "train_hops": tuple(range(2, 21)), "test_hops": tuple(range(21, 41)),
                    "inferred_ratio": None, "train_per_hop": 15000, "valid_per_hop": 750,
                    "test_per_hop": 750, "systematic_per_hop": 0, "seed": 0},
+    },
+    "khop-depth-small": {
+        "description": "CPU depth extrapolation: 32 entities, 4 permutation relations, atomics + train hops 2-6 "
+                       "(every chain left after valid/test, at most 20,000 per hop), test_depth hops 7-12 "
+                       "(200 each), no OOD; chance 1/32",
+        "config": {"structure": "permutation", "num_entities": 32, "num_relations": 4, "out_degree": 4,
+                   "ood_fraction": 0.0, "train_hops": (2, 3, 4, 5, 6), "test_hops": tuple(range(7, 13)),
+                   "inferred_ratio": None, "train_per_hop": 20000, "cap_train": True, "valid_per_hop": 100,
+                   "test_per_hop": 200, "systematic_per_hop": 0, "seed": 0},
     },
     "khop-small": {
         "description": "CPU-sized depth + systematic benchmark: 96 entities, 8 permutation relations, "
@@ -321,10 +342,19 @@ def split_table(parts: list[np.ndarray], g: Graph, vocab: Vocab, cfg: KhopConfig
     ], schema=SCHEMA)
 
 
+def capped_counts(cfg: KhopConfig, sid: Subgraph) -> dict[int, int]:
+    """Train compositions per hop; with cap-train, at most what the graph holds beyond valid + test."""
+    counts = cfg.train_counts()
+    if cfg.cap_train:
+        held = cfg.valid_per_hop + cfg.test_per_hop
+        counts = {h: int(max(0, min(n, sid.n_chains(h) - held))) for h, n in counts.items()}
+    return counts
+
+
 def check_populations(cfg: KhopConfig, g: Graph) -> tuple[Subgraph, Subgraph]:
     """Fail before sampling when more unique queries are asked than the ID graph holds."""
     sid, sood = Subgraph.of(g, ood=False), Subgraph.of(g, ood=True)
-    counts = cfg.train_counts()
+    counts = capped_counts(cfg, sid)
     for h in cfg.train_hops:
         need = counts[h] + cfg.valid_per_hop + cfg.test_per_hop
         have = sid.n_chains(h)
@@ -332,11 +362,12 @@ def check_populations(cfg: KhopConfig, g: Graph) -> tuple[Subgraph, Subgraph]:
             raise ConfigError("train_per_hop" if cfg.train_per_hop is not None else "inferred_ratio",
                               f"asked {need:,} unique {h}-hop ID queries (train {counts[h]:,} + valid "
                               f"{cfg.valid_per_hop:,} + test {cfg.test_per_hop:,}) but the graph has only {int(have):,}")
-    for h in cfg.test_hops:
-        have = sid.n_chains(h)
-        if cfg.test_per_hop > have:
-            raise ConfigError("test_per_hop", f"asked {cfg.test_per_hop:,} unique {h}-hop ID queries for "
-                                              f"test_depth but the graph has only {int(have):,}")
+    for split, hops in (("test_interp", cfg.interp_hops), ("test_depth", cfg.test_hops)):
+        for h in hops:
+            have = sid.n_chains(h)
+            if cfg.test_per_hop > have:
+                raise ConfigError("test_per_hop", f"asked {cfg.test_per_hop:,} unique {h}-hop ID queries for "
+                                                  f"{split} but the graph has only {int(have):,}")
     return sid, sood
 
 
@@ -347,7 +378,7 @@ def build_splits(cfg: KhopConfig, g: Graph, vocab: Vocab, tick: Callable[[str], 
     still being sampled (every split draws from its own seeded stream, so order changes nothing).
     """
     sid, sood = check_populations(cfg, g)
-    counts = cfg.train_counts()
+    counts = capped_counts(cfg, sid)
     h, r, t, _ = g.triples()
     train, valid, test_id = [np.stack([h, r, t], axis=1)], [], []
     for k in cfg.train_hops:
@@ -366,6 +397,11 @@ def build_splits(cfg: KhopConfig, g: Graph, vocab: Vocab, tick: Callable[[str], 
                 tick(f"{k}-hop OOD")
                 yield sample_chains(sood, k, n_sys, seeding.rng(cfg.seed, NAME, "ood", k))
 
+    def interp() -> Iterator[np.ndarray]:
+        for k in cfg.interp_hops:
+            tick(f"{k}-hop interp")
+            yield sample_chains(sid, k, cfg.test_per_hop, seeding.rng(cfg.seed, NAME, "interp", k))
+
     def deeper() -> Iterator[np.ndarray]:
         for k in cfg.test_hops:
             tick(f"{k}-hop depth")
@@ -373,7 +409,7 @@ def build_splits(cfg: KhopConfig, g: Graph, vocab: Vocab, tick: Callable[[str], 
 
     shuffle = seeding.rng(cfg.seed, NAME, "train", "shuffle")
     for split, parts in (("train", train), ("valid", valid), ("test_id", test_id),
-                         ("test_systematic", systematic), ("test_depth", deeper)):
+                         ("test_systematic", systematic), ("test_interp", interp), ("test_depth", deeper)):
         parts = [p for p in (parts() if callable(parts) else parts) if len(p)]
         if parts:
             yield split, split_table(parts, g, vocab, cfg, split, shuffle if split == "train" else None)
@@ -392,7 +428,7 @@ def generate(cfg: KhopConfig, out: str | Path, overwrite: bool = False, progress
 
     cfg.validate()
     check_target(out, overwrite)
-    steps = 2 + 2 * len(cfg.train_hops) + len(cfg.test_hops) + 5
+    steps = 2 + 2 * len(cfg.train_hops) + len(cfg.interp_hops) + len(cfg.test_hops) + 6
     with tqdm(total=steps, desc="khop", unit="step", disable=not progress) as bar:
         def tick(label: str) -> None:
             bar.set_postfix_str(label)

@@ -64,6 +64,7 @@ def audit_khop(ds) -> list[str]:
     step = {(u, k): (v, d["is_ood"]) for u, v, k, d in g.edges(keys=True, data=True)}
     tokens, joiner = ds.vocab.tokens, ds.vocab.joiner
     train_hops, test_hops = set(cfg["train_hops"]), set(cfg["test_hops"])
+    interp_hops = set(cfg.get("interp_hops", ()))
     queries: dict[str, set[tuple]] = {}
     atomics_in_train: list[tuple] = []
 
@@ -126,6 +127,10 @@ def audit_khop(ds) -> list[str]:
                 elif split == "test_systematic":
                     if hops not in train_hops or oods != hops:
                         flag("test_systematic query is not an all-OOD composition of a training hop")
+                elif split == "test_interp":
+                    if (hops not in interp_hops or hops in train_hops or oods
+                            or not min(train_hops) < hops < max(train_hops)):
+                        flag("test_interp query is not an ID chain strictly between training hops, untrained")
                 elif split == "test_depth":
                     if hops not in test_hops or hops <= max(train_hops) or oods:
                         flag("test_depth query is not an ID chain deeper than every training hop")
@@ -137,8 +142,8 @@ def audit_khop(ds) -> list[str]:
         edges = {(u, k, v) for u, v, k in g.edges(keys=True)}
         if len(atom_set) != len(atomics_in_train) or atom_set != edges:
             problems.append("split 'train': 1-hop rows are not exactly the atomic triples of kg.parquet")
-        for split in ("valid", "test_id", "test_systematic", "test_depth"):
-            overlap = queries.get(split, set()) & queries["train"]
+        for split in [s for s in queries if s != "train"]:
+            overlap = queries[split] & queries["train"]
             if overlap:
                 problems.append(f"split '{split}': {len(overlap)} queries also occur in train")
     if queries.get("valid", set()) & queries.get("test_id", set()):

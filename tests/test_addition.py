@@ -97,7 +97,12 @@ def test_presets_validate_and_small_preset_has_all_families(tmp_path):
     for name in addition.PRESETS:
         build_config(addition.AdditionConfig, addition.PRESETS, name, {})
     cfg = build_config(addition.AdditionConfig, addition.PRESETS, "saunshi-addition", {})
-    assert cfg.train_operands == (2, 4, 8, 16, 32) and 3 in cfg.train_widths
+    # the paper's grid exactly: train n in {2,4,8,16,32} at width 3, evaluate n in {8,16,24,32}
+    assert (cfg.train_operands, cfg.train_widths, cfg.interp_operands) == ((2, 4, 8, 16, 32), (3,), (24,))
+    assert not cfg.held_out and not cfg.test_operands
+    g = cfg.grid()
+    assert {8, 16, 32} <= {d for d, _ in g.train_cells()} and g.interp_cells() == [(24, 3)]
+    assert g.systematic_cells() == [] and g.depth_cells() == []
     ds = load(addition.generate(build_config(addition.AdditionConfig, addition.PRESETS, "addition-small", {}),
                                 tmp_path / "s", progress=False))
     assert set(ds.splits) == {"train", "valid", "test_id", "test_systematic", "test_depth"}
@@ -115,6 +120,11 @@ def test_presets_validate_and_small_preset_has_all_families(tmp_path):
     ({"valid_per_cell": -1}, "option 'valid-per-cell': expected a non-negative count"),
     ({"train_per_cell": 0}, "option 'train-per-cell': expected at least 1"),
     ({"held_out": "3x"}, "option 'held-out': expected cells like"),
+    ({"interp_operands": "3"}, "option 'interp-operands': depth 3 is a training depth"),
+    ({"train_operands": "2,4", "held_out": "", "interp_operands": "5"},
+     "option 'interp-operands': depth 5 is not strictly between the smallest and largest training depths 2 and 4"),
+    ({"train_operands": "2,4", "held_out": "", "interp_operands": "1"},
+     "option 'interp-operands': operand counts must be in 2.."),
 ])
 def test_bad_configs_are_rejected_with_a_clear_message(tmp_path, over, words):
     with pytest.raises(ConfigError) as e:
@@ -162,3 +172,15 @@ def test_cli_generate_and_audit(tmp_path):
     assert r.exit_code == 0 and "audit passed" in r.output
     r = runner.invoke(main, ["generate", "addition", "--held-out", "9x3", "--out", str(tmp_path / "bad")])
     assert r.exit_code == 2 and "option 'held-out'" in r.output
+
+
+def test_interp_split_holds_untrained_depths_strictly_inside_the_trained_range(tmp_path):
+    ds = load(make(tmp_path, train_operands="2,4,6", held_out="4x2", interp_operands="3,5", test_operands="7"))
+    rows = check_rows(ds, reverse=False)
+    assert ds.splits == ["train", "valid", "test_id", "test_systematic", "test_interp", "test_depth"]
+    cells = {s: {(r["depth"], r["width"]) for r in rs} for s, rs in rows.items()}
+    assert cells["test_interp"] == {(3, 1), (3, 2), (5, 1), (5, 2)}
+    trained = {d for d, _ in cells["train"]}
+    assert trained == {2, 4, 6} and not trained & {d for d, _ in cells["test_interp"]}
+    assert len(rows["test_interp"]) == 4 * 15
+    assert audit(ds) == []

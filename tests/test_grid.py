@@ -20,6 +20,10 @@ def test_cells_of_each_family():
     assert g.train_cells() == [(2, 3), (2, 4), (4, 3), (8, 3), (8, 4)]
     assert g.systematic_cells() == [(4, 4)]
     assert g.depth_cells() == [(16, 3), (16, 4), (32, 3), (32, 4)]
+    assert g.interp_cells() == []
+    g = Grid((2, 4, 8, 16, 32), (3,), (), (), interp_depths=(24,))  # Saunshi et al.: n=24 never trained
+    g.validate()
+    assert g.interp_cells() == [(24, 3)] and g.depth_cells() == []
 
 
 @pytest.mark.parametrize("kwargs,option,words", [
@@ -31,6 +35,10 @@ def test_cells_of_each_family():
     ({"test_depths": (4, 5)}, "test-depths", "above the largest training depth 4"),
     ({"depths": ()}, "train-depths", "at least one"),
     ({"widths": ()}, "train-widths", "at least one"),
+    ({"interp_depths": (4,)}, "interp-depths", "depth 4 is a training depth"),
+    ({"interp_depths": (3, 5)}, "interp-depths", "depth 5 is not strictly between the smallest and largest training depths 2 and 4"),
+    ({"interp_depths": (1,)}, "interp-depths", "depth 1 is not strictly between"),
+    ({"depths": (2,), "held_out": (), "interp_depths": (3,)}, "interp-depths", "depth 3 is not strictly between"),
 ])
 def test_bad_grids_name_the_option(kwargs, option, words):
     base = {"depths": (2, 4), "widths": (3, 4), "held_out": ((4, 4),), "test_depths": (6,)}
@@ -43,9 +51,10 @@ def test_bad_grids_name_the_option(kwargs, option, words):
 @settings(max_examples=60, deadline=None)
 @given(depths=st.sets(st.integers(1, 8), max_size=4), widths=st.sets(st.integers(1, 5), max_size=3),
        held=st.sets(st.tuples(st.integers(1, 8), st.integers(1, 5)), max_size=4),
-       tests=st.sets(st.integers(1, 12), max_size=3))
-def test_valid_grids_keep_every_promise(depths, widths, held, tests):
-    g = Grid(tuple(sorted(depths)), tuple(sorted(widths)), tuple(sorted(held)), tuple(sorted(tests)))
+       tests=st.sets(st.integers(1, 12), max_size=3), interp=st.sets(st.integers(1, 9), max_size=2))
+def test_valid_grids_keep_every_promise(depths, widths, held, tests, interp):
+    g = Grid(tuple(sorted(depths)), tuple(sorted(widths)), tuple(sorted(held)), tuple(sorted(tests)),
+             interp_depths=tuple(sorted(interp)))
     try:
         g.validate()
     except ConfigError:
@@ -56,6 +65,9 @@ def test_valid_grids_keep_every_promise(depths, widths, held, tests):
         assert any(td == d for td, _ in train) and any(tw == w for _, tw in train)
     assert {d for d, _ in train} == depths and {w for _, w in train} == widths
     assert all(d > max(depths) for d, _ in g.depth_cells())
+    for d, w in g.interp_cells():  # strictly inside the trained range, never trained, every width
+        assert min(depths) < d < max(depths) and d not in depths and w in widths
+    assert len(g.interp_cells()) == len(interp) * len(widths)
 
 
 def test_row_hash_equal_rows_equal_distinct_rows_distinct():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def test_every_answer_is_find_p(tmp_path):
     for split in ("valid", "test_id", "test_systematic", "test_depth"):
         q = {tuple(r["input_ids"]) for r in rows[split]}
         assert len(q) == len(rows[split]) and not q & set(train_q), split
-    assert audit(ds) == []
+    assert audit(ds, validity=False) == []  # shallow p: letter shortcuts are natural here
 
 
 def brute_support(a: int, p: int, n: int) -> set[tuple]:
@@ -103,12 +104,16 @@ def test_support_formula_and_sampler_support_match_brute_force(a, p, n):
         assert find_chain([None, *seq], p) == chain
 
 
-def test_chain_positions_are_uniform_subsets():
+def test_chain_positions_follow_the_conditioned_law():
+    """P(i_1, i_2) ∝ ((a-1)/a)^(n - i_2) (not uniform subsets, the old leak): 10 position pairs."""
     s = induction.Sampler(induction.InductionConfig(alphabet=4))
-    got = s.draw(np.random.default_rng(1), (2, 7), 30_000)
-    _, counts = np.unique(got["chain"][:, 1:], axis=0, return_counts=True)
-    assert len(counts) == 10  # C(5, 2) subsets of positions 2..6
-    assert counts.min() > 0.85 * 3000 and counts.max() < 1.15 * 3000
+    got = s.draw(np.random.default_rng(1), (2, 7), 60_000)
+    pairs, counts = np.unique(got["chain"][:, 1:], axis=0, return_counts=True)
+    assert len(pairs) == 10  # C(5, 2) pairs 7 > i_1 > i_2 >= 2
+    w = 0.75 ** (7 - pairs[:, 1])
+    expected = 60_000 * w / w.sum()
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+    assert counts.max() > 2 * counts.min()  # far from uniform: the law is not the old sampler's
 
 
 def test_same_seed_identical_bytes_and_seeds_differ(tmp_path):
@@ -125,12 +130,15 @@ def test_same_seed_identical_bytes_and_seeds_differ(tmp_path):
 def test_presets_validate_and_small_preset_has_all_families(tmp_path):
     for name in induction.PRESETS:
         build_config(induction.InductionConfig, induction.PRESETS, name, {})
-    cfg = build_config(induction.InductionConfig, induction.PRESETS, "saunshi-phop", {})
-    assert cfg.alphabet == 4 and 256 in cfg.train_lengths and cfg.train_hops == (16, 32)
+    for p in (16, 32):  # the paper trains and tests one model per p at length 256
+        cfg = build_config(induction.InductionConfig, induction.PRESETS, f"saunshi-phop-{p}", {})
+        assert (cfg.alphabet, cfg.train_hops, cfg.train_lengths) == (4, (p,), (256,))
+        assert not cfg.held_out and not cfg.test_hops and not cfg.interp_hops
     ds = load(induction.generate(build_config(induction.InductionConfig, induction.PRESETS, "phop-small", {}),
                                  tmp_path / "s", progress=False))
-    assert set(ds.splits) == {"train", "valid", "test_id", "test_systematic", "test_depth"}
-    assert audit(ds) == []
+    assert ds.splits == ["train", "valid", "test_id", "test_systematic", "test_interp", "test_depth"]
+    assert ds.manifest["splits"]["test_interp"]["depths"] == {"10": 4000}
+    assert audit(ds) == []  # every guarantee, the baseline floors included
 
 
 def test_long_sequences_sampled_at_preset_scale_are_correct():
@@ -153,6 +161,10 @@ def test_long_sequences_sampled_at_preset_scale_are_correct():
      "option 'train-per-cell': cell 1x6 has only 30 distinct rows"),
     ({"test_per_cell": -2}, "option 'test-per-cell': expected a non-negative count"),
     ({"train_hops": "0-2"}, "option 'train-hops': hop counts must be >= 1"),
+    ({"interp_hops": "2"}, "option 'interp-hops': depth 2 is a training depth"),
+    ({"interp_hops": "4"}, "option 'interp-hops': depth 4 is not strictly between"),
+    ({"train_hops": "1,3", "held_out": "", "interp_hops": "2", "test_hops": "13"},
+     "option 'test-hops': cell 13x10: a 13-hop chain needs length >= 15"),
 ])
 def test_bad_configs_are_rejected_with_a_clear_message(tmp_path, over, words):
     with pytest.raises(ConfigError) as e:
@@ -172,7 +184,7 @@ def test_random_small_configs(tmp_path_factory, a, hops, lengths, seed):
     ds = load(induction.generate(cfg, tmp_path_factory.mktemp("h") / "d", progress=False))
     rows = check_rows(ds)
     assert len(rows["train"]) == 30 * (len(hops) * 2 - 1)
-    assert audit(ds) == []
+    assert audit(ds, validity=False) == []
 
 
 def test_audit_catches_a_wrong_answer_and_chain(tmp_path):
@@ -196,10 +208,12 @@ def test_cli_generate_and_audit(tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli"
     r = runner.invoke(main, ["generate", "induction", "--preset", "phop-small", "--train-per-cell", "100",
-                             "--test-hops", "5-6", "--out", str(out), "--no-progress"])
+                             "--test-hops", "14,16", "--interp-hops", "9,10", "--out", str(out), "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert load(out).manifest["splits"]["test_depth"]["depths"] == {"5": 400, "6": 400}
-    r = runner.invoke(main, ["audit", str(out)])
-    assert r.exit_code == 0 and "audit passed" in r.output
+    assert load(out).manifest["splits"]["test_depth"]["depths"] == {"14": 4000, "16": 4000}
+    assert load(out).manifest["splits"]["test_interp"]["depths"] == {"9": 4000, "10": 4000}
+    r = runner.invoke(main, ["audit", str(out), "--json"])
+    checks = {c["check"]: c["violations"] for c in json.loads(r.output)["checks"]}
+    assert "validity" in checks and all(not v for v in checks.values()), checks  # baseline floors too
     r = runner.invoke(main, ["generate", "induction", "--alphabet", "30", "--out", str(tmp_path / "bad")])
     assert r.exit_code == 2 and "option 'alphabet'" in r.output

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 from benchgen.evaluators import MetricSettings, evaluate
 from benchgen.evaluators.leaderboard import leaderboard, load_rows
+from benchgen.evaluators.results import Results
 from benchgen.tasks import khop
 from click.testing import CliRunner
 
@@ -190,3 +191,62 @@ def test_reference_model_run_is_a_baseline_row(board, tmp_path):
     ref = [r for r in rows if r.source == str(tmp_path / "ev")]
     assert len(ref) == 1 and ref[0].baseline and ref[0].loops == 2 and ref[0].drop is not None
     assert not [r for r in rows if r.model == "half"][0].baseline
+
+
+# --- coverage, primary loops, floor rows (issue #15) -------------------------------------------------
+def test_partial_coverage_is_refused_unless_allowed(board, tmp_path):
+    ds, rows, files, _ = board
+    deep = max(r["depth"] for r in rows if r["split"] == "test_depth")
+    kept = [r for r in rows if not (r["split"] == "test_depth" and r["depth"] == deep)]
+    part = evaluate(ds, _predictions(kept, {None: lambda r: True}), allow_missing=True, settings=FAST,
+                    model_name="partial").save(tmp_path / "partial" / "results.json")
+    n_depth = sum(r["split"] == "test_depth" for r in rows)
+    n_kept = sum(r["split"] == "test_depth" for r in kept)
+    with pytest.raises(BenchgenError, match=rf"partial coverage — .*partial.*test_depth {n_kept}/{n_depth}"):
+        leaderboard([files["half"], part], [tmp_path / "b.md"])
+    res = CliRunner().invoke(main, ["leaderboard", str(files["half"]), str(part), "--out", str(tmp_path / "b.md")])
+    assert res.exit_code == 2 and "--allow-partial" in res.output and not (tmp_path / "b.md").exists()
+    ranked = leaderboard([files["half"], part], [tmp_path / "b.md", tmp_path / "b.csv"], allow_partial=True)
+    by = {r.model: r for r in ranked}
+    assert by["partial"].partial and not by["half"].partial
+    assert by["partial"].coverage["test_depth"] == [n_kept, n_depth]
+    n_id, n_sys = (sum(r["split"] == s for r in rows) for s in ("test_id", "test_systematic"))
+    assert by["half"].coverage == {"test_id": [n_id, n_id], "test_systematic": [n_sys, n_sys],
+                                   "test_depth": [n_depth, n_depth]}
+    md = (tmp_path / "b.md").read_text()
+    assert "partial (partial)" in md and f"test_depth {n_kept}/{n_depth}" in md
+    with open(tmp_path / "b.csv", newline="") as f:
+        assert {r["model"]: r["partial"] for r in csv.DictReader(f)} == {"partial": "1", "half": "0"}
+
+
+@pytest.mark.parametrize("trained,loops,source", [(2, 2, "trained"), (None, 3, "largest swept"),
+                                                  (5, 3, "largest swept")])
+def test_primary_loops_is_the_trained_count_when_known(board, tmp_path, trained, loops, source):
+    ds, rows, _, _ = board
+    rules = {1: lambda r: False, 2: lambda r: True, 3: lambda r: _num(r) % 2 == 0}
+    meta = {} if trained is None else {"trained_loops": trained}
+    path = evaluate(ds, _predictions(rows, rules), settings=FAST, model_name="m",
+                    model_metadata=meta).save(tmp_path / "m" / "results.json")
+    (row,) = leaderboard([path], [tmp_path / "b.md"])
+    assert (row.loops, row.loops_source) == (loops, source)
+    assert row.id["value"] == pytest.approx(_acc(rows, "test_id", rules[loops]))
+    assert row.systematic["value"] == pytest.approx(_acc(rows, "test_systematic", rules[loops]))
+    assert f"| {loops} ({source}) |" in (tmp_path / "b.md").read_text()
+
+
+def test_floor_rows_and_reference_lines(board, tmp_path):
+    from benchgen.evaluators.baselines import run_baselines
+    from benchgen.evaluators.report import reference_lines
+
+    ds, _, files, _ = board
+    run_baselines(ds, tmp_path / "floors", only=["majority", "first_hop", "chance"], bootstrap=20)
+    res = CliRunner().invoke(main, ["leaderboard", str(files["half"]), str(tmp_path / "floors"),
+                                    "--out", str(tmp_path / "b.html"), "--out", str(tmp_path / "b.md")])
+    assert res.exit_code == 0, res.output
+    assert "baseline:majority (floor)" in res.output and "baseline:first_hop (floor)" in res.output
+    assert "| baseline:chance (floor) |" in (tmp_path / "b.md").read_text()
+    lines = reference_lines(Results.from_json(files["half"]).dataset)
+    cells = {e["depth"]: e for s in ("test_id", "test_depth") for e in ds.manifest["validity"]["splits"][s]}
+    assert lines == {d: {"chance": e["chance"], "best": e["best"]["accuracy"], "baseline": e["best"]["baseline"]}
+                     for d, e in cells.items()}
+    assert 'src="data:image/png;base64,' in (tmp_path / "b.html").read_text()

@@ -80,6 +80,16 @@ def _eval_rows(ds):
     return [r for s in ds.splits if s != "train" for r in ds.table(s).to_pylist()]
 
 
+def _docs(tasks: Path):
+    """Import the exported benchgen_docs.py from a task directory (as lm-eval's !function does)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"benchgen_docs_{abs(hash(str(tasks)))}", tasks / "benchgen_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_export_layout(ds_path, tmp_path):
     ds = load(ds_path)
     res = CliRunner().invoke(main, ["export", "lm-eval", str(ds_path), "--out", str(tmp_path / "tasks")])
@@ -87,16 +97,17 @@ def test_export_layout(ds_path, tmp_path):
     tasks = tmp_path / "tasks"
     pairs = sorted({(r["split"], r["depth"]) for r in _eval_rows(ds)})
     for split, depth in pairs:
+        text = (tasks / f"benchgen_tiny_khop_{split}_d{depth}.yaml").read_text()
+        assert "!!python" not in text  # plain safe YAML, plus lm-eval's !function tag
         y = _yaml(tasks / f"benchgen_tiny_khop_{split}_d{depth}.yaml")
         assert y["task"] == f"benchgen_tiny_khop_{split}_d{depth}"
-        assert y["dataset_path"] == "parquet" and y["output_type"] == "generate_until"
-        files = y["dataset_kwargs"]["data_files"]["test"]
-        assert files == [str(p.resolve()) for p in ds.shards(split)]
-        assert all(Path(f).is_absolute() and Path(f).is_file() for f in files)
+        assert y["custom_dataset"] == ("!function", "benchgen_docs.load") and y["output_type"] == "generate_until"
+        assert y["test_split"] == "test" and y["fewshot_split"] == "train" and "num_fewshot" not in y
         assert y["process_docs"] == ("!function", f"benchgen_docs.depth_{depth}")
         assert y["metric_list"][0]["metric"] == "exact_match"
         assert y["doc_to_text"] == "{{prompt}}" and y["doc_to_target"] == "{{answer}}"
-        assert y["metadata"]["benchgen_fingerprint"] == ds.fingerprint
+        assert y["generation_kwargs"]["until"] == ["\n"] and y["fewshot_delimiter"] == "\n"
+        assert y["metadata"]["benchgen_fingerprint"] == ds.fingerprint and y["metadata"]["benchgen_split"] == split
     top = _yaml(tasks / "benchgen_tiny_khop.yaml")
     splits = sorted({s for s, _ in pairs}, key=ds.splits.index)
     assert top["task"] == [f"benchgen_tiny_khop_{s}" for s in splits]
@@ -104,18 +115,28 @@ def test_export_layout(ds_path, tmp_path):
         g = _yaml(tasks / f"benchgen_tiny_khop_{s}.yaml")
         assert g["task"] == [f"benchgen_tiny_khop_{s}_d{d}" for ss, d in pairs if ss == s]
     assert len(list(tasks.glob("*.yaml"))) == len(pairs) + len(splits) + 1
+    readme = (tasks / "README.md").read_text()
+    assert "lm_eval --model hf --model_args pretrained=" in readme and "--tasks benchgen_tiny_khop" in readme
+    assert "--lm-eval-samples lm-out" in readme
+    # data paths are relative to the task directory and name exactly the dataset's shards
+    docs = _docs(tasks)
+    for s in [*splits, "train"]:
+        assert not any(Path(f).is_absolute() for f in docs.DATA[s])
+        assert [(tasks / f).resolve() for f in docs.DATA[s]] == [p.resolve() for p in ds.shards(s)]
+    # moving the task dir together with the dataset keeps the paths valid
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copytree(ds_path, moved / ds_path.name)
+    export_lm_eval(load(moved / ds_path.name), moved / "tasks")
+    shutil.move(str(moved), str(tmp_path / "elsewhere"))
+    docs2 = _docs(tmp_path / "elsewhere" / "tasks")
+    loaded = docs2.load(benchgen_split="test_depth", version=1.0)
+    assert loaded["test"].num_rows == ds.manifest["splits"]["test_depth"]["rows"]
+    assert loaded["train"].num_rows == ds.manifest["splits"]["train"]["rows"]
     # the depth filter keeps exactly one depth (checked with datasets, as lm-eval calls it)
-    import datasets
-
-    sys.path.insert(0, str(tasks))
-    try:
-        import benchgen_docs
-    finally:
-        sys.path.remove(str(tasks))
-    table = datasets.Dataset.from_list(ds.table("test_depth").to_pylist())
     for d in (3, 4):
-        kept = getattr(benchgen_docs, f"depth_{d}")(table)
-        assert kept.num_rows == sum(r["depth"] == d for r in table) and set(kept["depth"]) == {d}
+        kept = getattr(docs, f"depth_{d}")(loaded["test"])
+        assert kept.num_rows == sum(r["depth"] == d for r in loaded["test"]) and set(kept["depth"]) == {d}
     # refuses to overwrite without --overwrite; --name and --splits
     res = CliRunner().invoke(main, ["export", "lm-eval", str(ds_path), "--out", str(tasks)])
     assert res.exit_code == 2 and "already exists" in res.output
@@ -124,6 +145,20 @@ def test_export_layout(ds_path, tmp_path):
     assert sorted(p.name for p in tasks.glob("*.yaml")) == [
         "benchgen_my_set.yaml", "benchgen_my_set_test_depth.yaml",
         "benchgen_my_set_test_depth_d3.yaml", "benchgen_my_set_test_depth_d4.yaml"]
+
+
+def test_export_hub_dataset_and_fewshot_options(ds_path, tmp_path):
+    res = CliRunner().invoke(main, ["export", "lm-eval", str(ds_path), "--out", str(tmp_path / "hub"),
+                                    "--hub-dataset", "someone/tiny-khop", "--num-fewshot", "3"])
+    assert res.exit_code == 0, res.output
+    y = _yaml(tmp_path / "hub" / "benchgen_tiny_khop_valid_d2.yaml")
+    assert y["dataset_path"] == "someone/tiny-khop" and "custom_dataset" not in y
+    assert y["test_split"] == "validation" and y["fewshot_split"] == "train" and y["num_fewshot"] == 3
+    assert "the Hub dataset `someone/tiny-khop`" in (tmp_path / "hub" / "README.md").read_text()
+    for bad, msg in ((["--hub-dataset", "no-slash"], "expected a Hub dataset id"),
+                     (["--num-fewshot", "-1"], "-1")):
+        res = CliRunner().invoke(main, ["export", "lm-eval", str(ds_path), "--out", str(tmp_path / "x"), *bad])
+        assert res.exit_code == 2 and msg in res.output, res.output
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +172,7 @@ def lm_run(ds_path, tmp_path_factory) -> tuple[Path, Path]:
            "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, str(root / "run_lm_eval.py"), "run", "--model", "benchgen_even",
            "--include_path", str(root / "tasks"), "--tasks", "benchgen_tiny_khop", "--log_samples",
-           "--output_path", str(root / "out")]
+           "--num_fewshot", "2", "--output_path", str(root / "out")]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "out", root
@@ -165,6 +200,21 @@ def test_lm_eval_run_round_trips_through_samples(ds_path, lm_run, tmp_path):
     agg = json.loads(next(out.rglob("results_*.json")).read_text())["results"]
     for (split, depth), (n, c) in expected.items():
         assert agg[f"benchgen_tiny_khop_{split}_d{depth}"]["exact_match,none"] == pytest.approx(c / n)
+    # --num_fewshot 2 is honoured: each prompt is two train examples (prompt + answer) then the query
+    train_depth = {r["prompt"] + r["answer"]: r["depth"] for r in ds.table("train").to_pylist()}
+    train = set(train_depth)
+    contexts = {}
+    for f in samples:
+        for line in f.read_text().splitlines():
+            rec = json.loads(line)
+            ctx = rec["arguments"]["gen_args_0"]["arg_0"]
+            shots = ctx.split("\n")
+            assert len(shots) == 3 and shots[-1] == rec["doc"]["prompt"], ctx
+            assert set(shots[:2]) <= train
+            # shots come from the query's depth in train, else the nearest trained depth below it
+            assert {train_depth[x] for x in shots[:2]} == {min(rec["doc"]["depth"], 2)}
+            contexts[rec["doc"]["id"]] = ctx
+    assert len(set(contexts.values())) > len(contexts) // 2  # drawn per query, not one fixed pair
     # the imported predictions are stored for re-scoring, trimmed of surrounding whitespace
     preds = pq.read_table(tmp_path / "ev" / "predictions.parquet").to_pylist()
     assert len(preds) == len(rows) and all(p["loops"] is None for p in preds)
@@ -210,3 +260,104 @@ def test_import_errors(ds_path, lm_run, tmp_path):
     one = [p for p in samples if "_test_depth_" in p.name]
     preds, splits = import_samples(ds, one)
     assert splits == ["test_depth"] and preds.num_rows == ds.manifest["splits"]["test_depth"]["rows"]
+
+
+def _contexts(out: Path) -> dict[str, str]:
+    """id -> the prompt lm-eval sent (few-shot examples included), from its samples files."""
+    return {json.loads(line)["doc"]["id"]: json.loads(line)["arguments"]["gen_args_0"]["arg_0"]
+            for f in sorted(out.rglob("samples_*.jsonl")) for line in f.read_text().splitlines()}
+
+
+@pytest.mark.slow  # two more lm-eval runs
+def test_fewshot_examples_are_stable_per_seed(lm_run):
+    out, root = lm_run
+    task = "benchgen_tiny_khop_test_depth_d3"
+    first = {k: v for k, v in _contexts(out).items() if k.startswith("khop/test_depth/")}
+    env = {**os.environ, "HF_DATASETS_CACHE": str(root / "hf-cache"), "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    runs = {}
+    for name, seed in (("same", "0,1234,1234,1234"), ("other", "0,1234,1234,7")):
+        cmd = [sys.executable, str(root / "run_lm_eval.py"), "run", "--model", "benchgen_even",
+               "--include_path", str(root / "tasks"), "--tasks", task, "--log_samples", "--num_fewshot", "2",
+               "--seed", seed, "--output_path", str(root / f"out-{name}")]
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = _contexts(root / f"out-{name}")
+    depth3 = {k: v for k, v in first.items() if k in runs["same"]}
+    assert depth3 and runs["same"] == depth3  # the default few-shot seed gives the same prompts again
+    assert runs["other"].keys() == depth3.keys() and runs["other"] != depth3  # another seed, other shots
+
+
+# --- real `lm_eval --model hf` on a tiny local checkpoint agrees row for row with `--model hf:` -------
+def _tiny_hf(ds, path: Path) -> Path:
+    """A 1-layer GPT-2 with a word-level tokenizer over the dataset vocab, trained a few steps."""
+    import torch
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.WordLevel({t: i for i, t in enumerate(ds.vocab.tokens)}, unk_token="<pad>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("<[^>]*>"), behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
+    cfg = GPT2Config(vocab_size=len(ds.vocab), n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                     bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(cfg)
+    seqs = [r["input_ids"] + r["target_ids"] + [2] for r in ds.table("train").to_pylist()]
+    width = max(map(len, seqs))
+    x = torch.zeros(len(seqs), width, dtype=torch.long)
+    labels = torch.full((len(seqs), width), -100)
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = torch.tensor(s)
+        labels[i, len(s) - 2: len(s)] = torch.tensor(s[-2:])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    for _ in range(40):
+        loss = model(input_ids=x, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow  # ~40 s on 2 busy cores (lm-eval + transformers start-up): python -m pytest -m slow
+def test_real_lm_eval_hf_agrees_row_for_row_with_hf_adapter(ds_path, tmp_path):
+    """`lm_eval --model hf` (needs accelerate: benchgen[lmeval]) vs `benchgen evaluate --model hf:`."""
+    pytest.importorskip("lm_eval")
+    pytest.importorskip("accelerate")
+    ds = load(ds_path)
+    model_dir = _tiny_hf(ds, tmp_path / "tiny-gpt2")
+    splits = ["test_systematic", "test_depth"]  # two split groups keep the run short
+    export_lm_eval(ds, tmp_path / "tasks", splits=splits)
+    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "hf-cache"), "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args",
+           f"pretrained={model_dir},dtype=float32", "--device", "cpu", "--batch_size", "16",
+           "--include_path", str(tmp_path / "tasks"), "--tasks", "benchgen_tiny_khop", "--log_samples",
+           "--output_path", str(tmp_path / "lm-out")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runner = CliRunner()
+    res = runner.invoke(main, ["evaluate", str(ds_path), "--lm-eval-samples", str(tmp_path / "lm-out"),
+                               "--no-plots", "--out", str(tmp_path / "ev-lm")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["evaluate", str(ds_path), "--model", f"hf:{model_dir}", "--no-plots",
+                               "--splits", ",".join(splits), "--out", str(tmp_path / "ev-hf")])
+    assert res.exit_code == 0, res.output
+    answers = {r["id"]: r["answer"] for s in splits for r in ds.table(s).to_pylist()}
+
+    def correct(run: str) -> dict[str, bool]:
+        rows = pq.read_table(tmp_path / run / "predictions.parquet").to_pylist()
+        return {r["id"]: r["prediction"].strip() == answers[r["id"]] for r in rows}
+
+    lm, hf = correct("ev-lm"), correct("ev-hf")
+    assert set(lm) == set(hf) == set(answers)
+    assert lm == hf  # row for row
+    assert 0 < sum(lm.values()) < len(lm)  # a model that is neither always right nor always wrong
+    lm_results = json.loads((tmp_path / "ev-lm" / "results.json").read_text())
+    hf_results = json.loads((tmp_path / "ev-hf" / "results.json").read_text())
+    assert lm_results["cells"] == hf_results["cells"]
+    # the model name comes from lm-eval's results file: the checkpoint's last path part, no absolute path
+    assert lm_results["model"]["name"] == "tiny-gpt2" == hf_results["model"]["name"]
+    assert lm_results["model"]["lm_eval_model"] == "hf"

@@ -72,7 +72,7 @@ def test_horizon_edges_and_pooling():
     assert missing["available"] is False and "test_depth" in missing["reason"]
 
 
-OVER = [0.2, 0.6, 0.9, 1.0, 0.95, 0.7, 0.5]  # T* = 4, peak 1.0, final 0.5, onset 6 (0.95 is not > delta below)
+OVER = [0.2, 0.6, 0.9, 1.0, 0.95, 0.7, 0.5]  # best_loops = 4, peak 1.0, final 0.5, onset 6 (0.95 is not > delta below)
 TIE = [0.5, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]
 
 
@@ -82,12 +82,12 @@ def test_overthinking_constructed_curve():
     ot = overthinking(make_cells(rows), MetricSettings(tau=0.9, delta=0.05))
     assert ot["available"] and ot["loops"] == [1, 2, 3, 4, 5, 6, 7]
     d5, d6 = ot["per_split"]["test_depth"]["depths"]
-    assert (d5["depth"], d5["t_star"], d5["peak"], d5["final"], d5["final_loops"]) == (5, 4, 1.0, 0.5, 7)
+    assert (d5["depth"], d5["best_loops"], d5["peak"], d5["final"], d5["final_loops"]) == (5, 4, 1.0, 0.5, 7)
     assert d5["drop"] == pytest.approx(0.5)
     assert d5["onset"] == 6
     assert d5["loops_needed"] == 3  # 0.9 reaches tau exactly
     assert d5["accuracy_by_loops"] == pytest.approx(OVER)
-    assert (d6["t_star"], d6["drop"], d6["onset"], d6["loops_needed"]) == (2, 0.0, None, None)
+    assert (d6["best_loops"], d6["drop"], d6["onset"], d6["loops_needed"]) == (2, 0.0, None, None)
     s = ot["per_split"]["test_depth"]
     assert s["max_drop"] == pytest.approx(0.5) and s["mean_drop"] == pytest.approx(0.25)
     assert s["depths_with_onset"] == [5]

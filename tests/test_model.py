@@ -197,3 +197,49 @@ def test_presets_resolve_and_overrides():
         resolve(None, overrides=["model.loops=0"])
     with pytest.raises(ConfigError, match="preset"):
         resolve("nope")
+
+
+@pytest.mark.parametrize("kw", [dict(injection="add"), dict(injection="none", positions="rotary"),
+                                dict(injection="parcae", n_prelude=1, n_coda=1, exit_proj=True)])
+def test_per_row_loops_equal_separate_runs(kw):
+    m = build(**kw)
+    x = tokens(b=4)
+    rows = torch.tensor([1, 3, 2, 4])
+    got = m(x, row_loops=rows)
+    for i, T in enumerate(rows.tolist()):
+        assert torch.allclose(got[i], m(x[i:i + 1], loops=T)[0], atol=1e-10), (i, T)
+
+
+def test_per_row_truncated_backprop_gives_each_row_its_last_m():
+    m = build(injection="add").train()
+    x = tokens(b=2)
+    rows = torch.tensor([4, 2])
+    e = m.embed(x).detach().requires_grad_(True)
+    m.embed = lambda idx: e  # gradient with respect to the (injected) embeddings
+    m(x, row_loops=rows, backprop_last=1).sum().backward()
+    g_trunc = e.grad.clone()
+    e.grad = None
+    m(x, row_loops=rows).sum().backward()
+    # truncation removes gradient paths, so the gradients differ, but only through the early iterations
+    assert not torch.allclose(g_trunc, e.grad)
+    assert float(g_trunc.abs().sum()) > 0
+
+
+def test_loopformer_route_uniform_equals_loops_and_nonuniform_differs():
+    m = build(conditioning="loopformer")
+    x = tokens()
+    assert torch.allclose(m(x, route=[0.25] * 4), m(x, loops=4), atol=1e-10)
+    assert not torch.allclose(m(x, route=[0.5, 0.25, 0.25]), m(x, loops=3), atol=1e-6)
+
+
+def test_parcae_details_initialise_as_in_the_paper():
+    m = build(injection="parcae", state_init="noise", exit_proj=True)
+    a = torch.exp(-torch.nn.functional.softplus(m.dt_bias) * m.A_log.exp()).detach()
+    assert torch.allclose(a, torch.full_like(a, 0.2 ** 0.5))
+    fresh = LoopedTransformer(dataclasses.replace(m.cfg))
+    assert torch.equal(fresh.C.weight, torch.eye(32)) and torch.equal(fresh.B.weight, torch.eye(32))
+    x = tokens()
+    torch.manual_seed(0)
+    a1 = m(x)
+    torch.manual_seed(1)
+    assert not torch.allclose(a1, m(x))  # the state starts as noise, not as zeros

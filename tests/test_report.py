@@ -32,7 +32,8 @@ def test_results_json_round_trip(sweep_results, tmp_path):
     assert set(data) >= {"schema_version", "benchgen_version", "dataset", "model", "normalization", "coverage",
                          "cells", "metrics", "settings"}
     assert set(data["metrics"]) == {"primary_loops", "per_split", "depth_curve", "depth_extrapolation",
-                                    "overthinking", "margins", "halting", "oracle_best_loop"}
+                                    "overthinking", "margins", "halting", "oracle_best_loop",
+                                    "depth_reach", "t_first"}
     assert data["model"] == {"name": "toy-model", "params": "1M"}
     assert len(data["dataset"]["fingerprint"]) == 64 and data["dataset"]["task"] == "toy"
     assert set(data["cells"][0]) == {"split", "depth", "loops", "n", "correct", "accuracy", "ci_low", "ci_high"}
@@ -76,7 +77,7 @@ def test_from_json_errors(tmp_path, sweep_results):
 def test_write_outputs_plots_html_and_atomicity(sweep_results, tmp_path):
     out = write_outputs(sweep_results, tmp_path / "eval", html=True)
     names = {p.name for p in out.iterdir()}
-    assert names == {"results.json", "report.md", "report.html", "plots"}
+    assert names == {"results.json", "report.md", "report.html", "plots", ".benchgen.json"}
     pngs = sorted(p.name for p in (out / "plots").iterdir())
     assert pngs == ["accuracy_vs_depth.png", "depth_loops_heatmap.png", "margin_vs_iteration.png"]
     for p in (out / "plots").iterdir():
@@ -90,7 +91,7 @@ def test_write_outputs_plots_html_and_atomicity(sweep_results, tmp_path):
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "<table>" in html
     assert Results.from_json(out / "results.json").to_json() == sweep_results.to_json()
-    with pytest.raises(BenchgenError, match="already exists and is not empty"):
+    with pytest.raises(BenchgenError, match="already exists and holds a benchgen results directory"):
         write_outputs(sweep_results, out)
     write_outputs(sweep_results, out, overwrite=True, plots=False)
     assert not (out / "plots").exists() and not (out / "report.html").exists()

@@ -80,6 +80,56 @@ def test_token_id_predictions(tmp_path):
     assert s.coverage["normalization"]["compared"].startswith("token ids")
 
 
+MULTI = [[1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2, 3], [4, 5], [4, 5], [7], [7, 8, 9, 0]]
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory):
+    """Multi-token answers, so a scorer that looks only at some tokens is caught."""
+    return toy_dataset(tmp_path_factory.mktemp("m") / "multi", {"test_id": [3] * 5 + [2, 2, 1, 4]},
+                       targets={"test_id": MULTI})
+
+
+def test_token_ids_partially_correct_multi_token_answers_are_wrong(multi):
+    preds = [[1, 2, 3],      # right
+             [1, 2, 4],      # last token wrong
+             [1, 9, 3],      # middle token wrong
+             [1, 2],         # a right prefix, last token missing
+             [1, 2, 3, 3],   # right, then an extra token
+             [4, 5],         # right
+             [5, 4],         # right tokens, wrong order
+             [7, 0],         # right first token, extra token
+             [7, 8, 9, 1]]   # only the final token wrong (first three right)
+    pred = pa.array([[t + 4 for t in p] for p in preds], pa.list_(pa.int32()))
+    s = score(multi, pa.table({"id": ids("test_id", range(9)), "prediction": pred}))
+    assert s.token_ids
+    assert s.correct.tolist() == [True, False, False, False, False, True, False, False, False]
+
+
+def test_text_partially_correct_multi_token_answers_are_wrong(multi):
+    preds = ["<e_1><e_2><e_3>", "<e_1><e_2><e_4>", "<e_1><e_9><e_3>", "<e_1><e_2>", "<e_1><e_2><e_3><e_3>",
+             "<e_4><e_5>", "<e_5><e_4>", "<e_7><e_0>", "<e_7><e_8><e_9><e_1>"]
+    s = score(multi, pa.table({"id": ids("test_id", range(9)), "prediction": preds}))
+    assert not s.token_ids
+    assert s.correct.tolist() == [True, False, False, False, False, True, False, False, False]
+    r = evaluate(multi, pa.table({"id": ids("test_id", range(9)), "prediction": preds}))
+    assert {c.depth: (c.n, c.correct) for c in r.cells.itertuples()} == {1: (1, 0), 2: (2, 1), 3: (5, 1), 4: (1, 0)}
+
+
+def test_interp_split_is_scored_and_plotted_like_the_others(tmp_path):
+    spec = {"test_id": [2, 4], "test_interp": [3, 3], "test_depth": [6, 6]}
+    d = toy_dataset(tmp_path / "interp", spec)
+    preds = {"id": [i for s in spec for i in ids(s, range(2))], "prediction": answers(range(2)) * 2 + ["x", "x"]}
+    r = evaluate(d, pa.table(preds))
+    assert list(r.metrics["per_split"]) == ["test_id", "test_interp", "test_depth"]  # dataset order
+    assert r.metrics["per_split"]["test_interp"]["accuracy"] == 1.0
+    assert [e["depth"] for e in r.metrics["depth_curve"]["test_interp"]] == [3]
+    from benchgen.evaluators.report import plot_accuracy_vs_depth, tables
+
+    assert any("test_interp" in row for _, _, rows in tables(r) for row in rows)
+    assert plot_accuracy_vs_depth(r, tmp_path / "acc.png").stat().st_size > 0  # one curve per split
+
+
 def test_oracle_scores_one_everywhere(ds):
     for kw in ({}, {"loops": [1, 2, 3]}, {"token_ids": True}):
         r = evaluate(ds, oracle_predictions(ds, **kw))

@@ -199,3 +199,27 @@ def test_cli_train(data, tmp_path):
     r = CliRunner().invoke(main, ["train", "--data", str(data), "--preset", "cpu-khop-vanilla", "--out",
                                   str(tmp_path / "y"), "--set", "model.loops=0"])
     assert r.exit_code == 2 and "loops" in r.output
+
+
+def test_loopformer_short_route_on_the_grid_and_row_loops():
+    from benchgen.reference_models.train import sample_row_loops, short_route
+
+    c = tcfg(short_route_weight=0.1)
+    for step in range(50):
+        S = 1 + step % 7
+        r = short_route(c, 8, S, step)
+        assert len(r) == S and sum(r) == pytest.approx(1.0)
+        assert all(x > 0 and (x * 8) == round(x * 8) for x in r)
+    assert short_route(c, 8, 3, 5) == short_route(c, 8, 3, 5)
+    p = tcfg(loops_sampling="poisson", loops_mean=8.0, loops_min=1, loops_max=24, loops_per_row=True)
+    T = sample_row_loops(p, 8, 3, 4000)
+    assert T.min() >= 1 and T.max() <= 24 and 7.6 < float(T.float().mean()) < 8.4
+    assert len(set(T[:16].tolist())) > 1  # per sequence, not per batch
+
+
+def test_parcae_preset_trains_per_row(data, tmp_path):
+    mc = ModelConfig(d_model=32, n_heads=4, n_block=1, n_prelude=1, n_coda=1, loops=3, injection="parcae",
+                     state_init="noise", exit_proj=True, kernel="torch")
+    run = train(data, tmp_path / "p", mc, tcfg(loops_sampling="poisson", loops_mean=3.0, loops_min=1,
+                                                 loops_max=5, loops_per_row=True, backprop_last=2), progress=False)
+    assert np.isfinite(losses(run)).all()

@@ -69,12 +69,18 @@ class HFAdapter:
         except Exception as e:  # noqa: BLE001 - any model failure becomes one clear line
             raise BenchgenError(f"model {self.name}: generate failed ({_first_line(e)})") from None
 
-    def predict(self, examples: pa.Table, loops: Sequence[int] | None) -> pa.Table:
+    takes_targets = True  # run_model passes targets= separately; the model only sees the prompt
+
+    def predict(self, examples: pa.Table, loops: Sequence[int] | None, *, targets: pa.Table | None = None) -> pa.Table:
+        """Greedy generation from ``prompt``; ``targets`` (``answer``: budget and margin) never reaches the model."""
         torch = self.torch
         counts = loop_counts(loops, self.supports_loops, self.name)
         tok = self.tokenizer
         prompts = examples.column("prompt").to_pylist()
-        answers = tok(examples.column("answer").to_pylist(), add_special_tokens=False)["input_ids"]
+        tsrc = targets if targets is not None else examples
+        if "answer" not in tsrc.column_names:
+            raise BenchgenError(f"model {self.name}: needs targets (answer) for its generation budget")
+        answers = tok(tsrc.column("answer").to_pylist(), add_special_tokens=False)["input_ids"]
         target_first = np.array([a[0] if a else -1 for a in answers], dtype=np.int64)
         max_new = self.max_new_tokens or (max((len(a) for a in answers), default=0) + 1)
         enc = tok(prompts, return_tensors="pt", padding=True).to(self.device)

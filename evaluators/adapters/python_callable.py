@@ -10,8 +10,9 @@
   DataFrame with ``id`` and ``prediction`` (and optionally ``margin``/``entropy``/``kl_prev``).
   Set ``fn.supports_loops = True`` to accept ``--loops``.
 
-``examples`` has every dataset column (id, split, depth, input_ids, target_ids, prompt, answer,
-task extras). Returned token-id lists are rendered with the dataset vocabulary.
+``examples`` holds only what a model may see: ``id``, ``prompt`` and ``input_ids`` (never
+``answer``, ``target_ids``, ``bridges`` or other answer-bearing columns). Returned token-id
+lists are rendered with the dataset vocabulary.
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@
 Contract for the scripted module: ``forward(input_ids: LongTensor[B, L]) -> logits[B, L, V]``
 (or a tuple whose first item is the logits), causal over positions. Queries are the dataset's
 ``input_ids``, right-padded with the vocabulary's pad id; the next token is read at each row's
-last real position, so a causal model never sees padding. Decoding is greedy for each row's
-answer length (``target_ids`` length) or until ``<eos>``; the ids are rendered with the dataset
-vocabulary. With ``loop_kwarg=NAME`` the loop count is passed as ``forward(ids, NAME=T)``.
+last real position, so a causal model never sees padding. Decoding is greedy for the dataset's
+answer budget: the fixed answer length when every answer has one length, else the longest
+answer + 1 tokens, stopping at ``<eos>`` (never a row's own answer length, which would give the
+answer's length away); the ids are rendered with the dataset vocabulary. With
+``loop_kwarg=NAME`` the loop count is passed as ``forward(ids, NAME=T)``.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ def _padded(col: pa.ChunkedArray | pa.Array, width: int, pad: int) -> tuple[np.n
 class TorchScriptAdapter:
     """Greedy decoding with a TorchScript module over the dataset's token ids."""
 
-    def __init__(self, path, *, vocab: Vocab, device: str = "cpu", loop_kwarg: str | None = None):
+    def __init__(self, path, *, vocab: Vocab, device: str = "cpu", loop_kwarg: str | None = None,
+                 budget: int | None = None):
         import torch
 
+        self.budget = budget  # answer tokens to decode for every row (None: each row's target length)
         self.torch = torch
         self.device = device
         try:
@@ -70,10 +74,18 @@ class TorchScriptAdapter:
                                 f"vocabulary has {len(self.vocab)} tokens")
         return out[:, :, : len(self.vocab)].float()
 
-    def predict(self, examples: pa.Table, loops: Sequence[int] | None) -> pa.Table:
+    takes_targets = True  # run_model passes targets= separately; the model only sees input_ids
+
+    def predict(self, examples: pa.Table, loops: Sequence[int] | None, *, targets: pa.Table | None = None) -> pa.Table:
+        """Greedy decoding; ``targets`` (``target_ids``: decode budget and margin) never reaches the model."""
         torch = self.torch
         counts = loop_counts(loops, self.supports_loops, self.name)
-        tgt, tlen = _padded(examples.column("target_ids"), 1, -1)
+        tsrc = targets if targets is not None else examples
+        if "target_ids" not in tsrc.column_names:
+            raise BenchgenError(f"model {self.name}: needs targets (target_ids) for its decode budget")
+        tgt, tlen = _padded(tsrc.column("target_ids"), 1, -1)
+        if self.budget is not None:
+            tlen = np.full(len(tlen), self.budget, dtype=tlen.dtype)
         steps = max(int(tlen.max()), 1) if len(tlen) else 1
         inp_col = examples.column("input_ids")
         lmax = int(np.diff(np.asarray(inp_col.combine_chunks().offsets)).max()) if examples.num_rows else 0
@@ -107,7 +119,20 @@ class TorchScriptAdapter:
         return predictions_table(examples.column("id").combine_chunks(), texts, counts, stats)
 
 
-def load(arg: str, *, vocab: Vocab, device: str = "cpu", loop_kwarg: str | None = None) -> TorchScriptAdapter:
+def answer_budget(dataset) -> int | None:
+    """Answer tokens to decode, the same for every row: the fixed length, or the longest answer + 1 (eos)."""
+    if dataset is None:
+        return None
+    lengths = [np.diff(np.asarray(dataset.table(s, columns=["target_ids"]).column("target_ids")
+                                  .combine_chunks().offsets)) for s in dataset.splits]
+    lengths = np.concatenate([x for x in lengths if len(x)]) if any(len(x) for x in lengths) else np.zeros(0)
+    if len(lengths) == 0:
+        return None
+    return int(lengths.max()) if lengths.min() == lengths.max() else int(lengths.max()) + 1
+
+
+def load(arg: str, *, vocab: Vocab, device: str = "cpu", loop_kwarg: str | None = None,
+         dataset=None) -> TorchScriptAdapter:
     """Factory for ``torchscript:FILE.pt`` (needs the dataset vocabulary to render ids)."""
     path = require_path(arg, "torchscript", kind="file")
     if device.startswith("cuda"):
@@ -115,4 +140,4 @@ def load(arg: str, *, vocab: Vocab, device: str = "cpu", loop_kwarg: str | None 
 
         if not torch.cuda.is_available():
             raise BenchgenError(f"--device {device}: CUDA is not available on this machine")
-    return TorchScriptAdapter(path, vocab=vocab, device=device, loop_kwarg=loop_kwarg)
+    return TorchScriptAdapter(path, vocab=vocab, device=device, loop_kwarg=loop_kwarg, budget=answer_budget(dataset))

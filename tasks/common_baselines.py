@@ -1,0 +1,231 @@
+"""Non-reasoning baselines every task shares, and the small vectorised helpers task baselines use.
+
+A baseline is fitted on ``train`` only and predicts an answer string for every row of the rows it
+is given (one call for all evaluated splits together). Each is one function
+``predict(ctx, rows) -> pa.Array`` (strings; ``""`` = no prediction, scored wrong) wrapped in a
+:class:`Baseline`; a task lists its own in ``BASELINES`` of ``tasks/<task>_baselines.py`` and
+:func:`baselines_for` adds the common ones (chance, majority, majority per depth, train lookup).
+
+``cheap`` baselines are fast enough to run at every ``generate`` (validity record in the
+manifest, re-checked by ``benchgen audit``); the others (random chance guess, fitted probes) run
+only in ``benchgen baselines``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from benchgen import seeding
+from benchgen.errors import BenchgenError
+
+Predict = Callable[["Context", pa.Table], pa.Array]
+DENSE_LIMIT = 20_000_000  # largest (keys x values) count table mode_by_key builds densely
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A named non-reasoning predictor fitted on train (``cheap``: runs at generate time).
+
+    ``exact_at``: depths where the shortcut *is* the task (e.g. the sum of the first two operands
+    when there are two), so the validity check ignores it there.
+    """
+
+    name: str
+    predict: Predict
+    description: str
+    cheap: bool = True
+    exact_at: tuple[int, ...] = ()
+
+
+class Context:
+    """What a baseline may read: train columns (cached), config, vocab, task extra files."""
+
+    def __init__(self, dataset) -> None:
+        self.ds = dataset
+        self._train: dict[str, pa.Array] = {}
+        self._memo: dict[Any, Any] = {}
+
+    @property
+    def config(self) -> dict:
+        return self.ds.config
+
+    @property
+    def vocab(self):
+        return self.ds.vocab
+
+    def train(self, column: str) -> pa.Array:
+        """One train column as a single arrow array (read once, then cached)."""
+        if column not in self._train:
+            if "train" not in self.ds.splits:
+                raise BenchgenError(f"dataset {self.ds.path}: no 'train' split to fit baselines on")
+            self._train[column] = self.ds.table("train", columns=[column]).column(column).combine_chunks()
+        return self._train[column]
+
+    def train_head(self, column: str, n: int) -> pa.Array:
+        """The first ``n`` train rows of one column (train is shuffled: a fair sample to fit on)."""
+        if column in self._train:
+            return self._train[column][:n]
+        key = ("head", column, n)
+        if key not in self._memo:
+            parts, got = [], 0
+            for batch in self.ds.iter_batches("train", columns=[column]):
+                parts.append(batch.column(0).slice(0, n - got))
+                got += len(parts[-1])
+                if got >= n:
+                    break
+            self._memo[key] = pa.concat_arrays(parts) if parts else pa.array([], pa.int64())
+        return self._memo[key]
+
+    def memo(self, key: Any, make: Callable[[], Any]) -> Any:
+        """Share one fitted quantity (e.g. the majority answer) between baselines."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def sorted_codes(strings: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Distinct strings in sorted order and each row's code into them (deterministic dictionary)."""
+    enc = pc.dictionary_encode(strings)  # one hash pass; then sort only the (small) dictionary
+    order = pc.sort_indices(enc.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return enc.dictionary.take(pa.array(order)), rank[enc.indices.to_numpy(zero_copy_only=False)]
+
+
+def take_strings(values: pa.Array, codes: np.ndarray) -> pa.Array:
+    """``values[codes]`` as strings, ``""`` where a code is -1 (no prediction)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    got = values.take(pa.array(np.maximum(codes, 0)))
+    return pc.if_else(pa.array(codes >= 0), got, pa.scalar("", pa.string()))
+
+
+def mode_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per distinct key (sorted), the most frequent value (ties: the smallest value); values >= 0."""
+    keys = np.asarray(keys, dtype=np.int64)
+    values = np.asarray(values, dtype=np.int64)
+    if not len(keys):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo <= 4 * len(keys) + 1024:  # small key range: dense codes without a sort
+        present = np.bincount(keys - lo, minlength=hi - lo + 1) > 0
+        uk, kcode = np.flatnonzero(present) + lo, (np.cumsum(present) - 1)[keys - lo]
+    else:
+        uk, kcode = np.unique(keys, return_inverse=True)
+    vmax = int(values.max()) + 1
+    if len(uk) * vmax <= DENSE_LIMIT:  # a dense (key, value) count table: argmax picks the smallest on ties
+        counts = np.bincount(kcode * vmax + values, minlength=len(uk) * vmax).reshape(len(uk), vmax)
+        return uk, counts.argmax(axis=1).astype(np.int64)
+    pairs, counts = np.unique(kcode.astype(np.int64) * vmax + values, return_counts=True)
+    pk, pv = np.divmod(pairs, vmax)
+    best = np.lexsort((pv, -counts, pk))
+    first = best[np.r_[True, pk[best][1:] != pk[best][:-1]]]
+    return uk[pk[first]], pv[first]
+
+
+def lookup(query: np.ndarray, keys: np.ndarray, values: np.ndarray, default: int | np.ndarray = -1) -> np.ndarray:
+    """``values`` at each query's position in sorted ``keys`` (``default`` where absent)."""
+    query = np.asarray(query, dtype=np.int64)
+    if not len(keys):
+        return np.broadcast_to(np.asarray(default, dtype=np.int64), query.shape).copy()
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+    hit = keys[pos] == query
+    return np.where(hit, values[pos], default)
+
+
+def list_values(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Flat values and row offsets (starting at 0) of an arrow list<int> array."""
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    offsets = arr.offsets.to_numpy().astype(np.int64)
+    values = arr.values.to_numpy()[offsets[0]:offsets[-1]]
+    return values, offsets - offsets[0]
+
+
+def padded(arr: pa.Array, fill: int = -1) -> np.ndarray:
+    """A list<int> array as an (n, longest) int64 matrix padded with ``fill``."""
+    values, offsets = list_values(arr)
+    lengths = np.diff(offsets)
+    width = int(lengths.max()) if len(lengths) else 0
+    out = np.full((len(lengths), width), fill, dtype=np.int64)
+    out[np.arange(width)[None, :] < lengths[:, None]] = values
+    return out
+
+
+def depths(rows: pa.Table | pa.Array) -> np.ndarray:
+    col = rows.column("depth") if isinstance(rows, pa.Table) else rows
+    return np.asarray(col.to_numpy() if isinstance(col, pa.Array) else col.to_numpy(), dtype=np.int64)
+
+
+def train_answers(ctx: Context) -> tuple[pa.Array, np.ndarray]:
+    """Sorted distinct train answers and each train row's code (shared by every baseline)."""
+    return ctx.memo("train_answers", lambda: sorted_codes(ctx.train("answer")))
+
+
+def majority_code(ctx: Context) -> int:
+    """Code of the most frequent train answer (ties: the smallest string)."""
+    def make() -> int:
+        _, codes = train_answers(ctx)
+        return int(np.argmax(np.bincount(codes)))
+    return ctx.memo("majority", make)
+
+
+# --- the common baselines -----------------------------------------------------------------------
+def chance(ctx: Context, rows: pa.Table) -> pa.Array:
+    """A uniform random guess over the distinct train answers (seeded by the dataset seed)."""
+    values, _ = train_answers(ctx)
+    rng = seeding.rng(int(ctx.ds.manifest.get("seed") or 0), "baseline", "chance")
+    return take_strings(values, rng.integers(0, len(values), size=rows.num_rows))
+
+
+def majority(ctx: Context, rows: pa.Table) -> pa.Array:
+    """The most frequent train answer, for every row."""
+    values, _ = train_answers(ctx)
+    return take_strings(values, np.full(rows.num_rows, majority_code(ctx)))
+
+
+def majority_per_depth(ctx: Context, rows: pa.Table) -> pa.Array:
+    """The most frequent train answer at the row's depth (overall majority for unseen depths)."""
+    values, codes = train_answers(ctx)
+    keys, modes = ctx.memo("mode_depth", lambda: mode_by_key(depths(ctx.train("depth")), codes))
+    return take_strings(values, lookup(depths(rows), keys, modes, majority_code(ctx)))
+
+
+def train_lookup(ctx: Context, rows: pa.Table) -> pa.Array:
+    """The train answer of the exact same prompt when train has it, else the majority answer."""
+    values, codes = train_answers(ctx)
+    prompts = rows.column("prompt")
+    prompts = prompts.combine_chunks() if isinstance(prompts, pa.ChunkedArray) else prompts
+    train = ctx.train("prompt")
+    # hash the (few) queried prompts and probe every train prompt against them, then look up the hits
+    hit = np.flatnonzero(pc.is_in(train, value_set=prompts).to_numpy(zero_copy_only=False))
+    pos = pc.index_in(prompts, value_set=train.take(pa.array(hit)))
+    pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return take_strings(values, np.where(pos >= 0, codes[hit[np.maximum(pos, 0)]] if len(hit) else -1,
+                                         majority_code(ctx)))
+
+
+COMMON = [
+    Baseline("chance", chance, "uniform random guess over the distinct train answers", cheap=False),
+    Baseline("majority", majority, "most frequent train answer"),
+    Baseline("majority_per_depth", majority_per_depth, "most frequent train answer at the row's depth"),
+    Baseline("train_lookup", train_lookup, "answer of the identical train prompt, else the majority answer"),
+]
+LOOKUP = "train_lookup"
+
+
+def baselines_for(task: str) -> list[Baseline]:
+    """The common baselines followed by the task's own (``benchgen.tasks.<task>_baselines``)."""
+    try:
+        mod = importlib.import_module(f"benchgen.tasks.{task}_baselines")
+    except ModuleNotFoundError as e:
+        if e.name != f"benchgen.tasks.{task}_baselines":
+            raise
+        return list(COMMON)
+    return list(COMMON) + list(mod.BASELINES)
