@@ -49,6 +49,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def encode_shard(table: pa.Table, path: Path, dictionary_columns: list[str]) -> None:
+    """Encode one shard as parquet: the one encoding every writer (thread or worker process) uses."""
+    pq.write_table(table, path, compression="zstd", row_group_size=65536,
+                   use_dictionary=dictionary_columns, write_statistics=False)
+
+
+def _done() -> Future:
+    f: Future = Future()
+    f.set_result(None)
+    return f
+
+
 @dataclass
 class SplitInfo:
     rows: int
@@ -107,10 +119,12 @@ class DatasetWriter:
             while pending_rows >= self.rows_per_shard or (final and pending_rows > 0):
                 t = pa.concat_tables(pending)
                 take = min(self.rows_per_shard, t.num_rows)
-                part = self.tmp / DATA / f".{split}-{len(parts):05d}.part"
-                parts.append((part, self._pool.submit(
-                    pq.write_table, t.slice(0, take), part, compression="zstd", row_group_size=65536,
-                    use_dictionary=self.dictionary_columns, write_statistics=False)))
+                part = self.part_path(split, len(parts))
+                parts.append((part, self._pool.submit(encode_shard, t.slice(0, take), part, self.dictionary_columns)))
+                # backpressure: a fast generator must not queue unbounded shards in memory
+                waiting = [f for _, f in parts if not f.done()]
+                if len(waiting) > 2 * self._pool._max_workers:
+                    waiting[0].result()
                 rest = t.slice(take)
                 pending, pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
@@ -129,6 +143,18 @@ class DatasetWriter:
         if not parts:
             raise BenchgenError(f"split {split!r} has no rows")
         self._pending[split] = (parts, depth_counts)
+
+    def part_path(self, split: str, i: int) -> Path:
+        """Temporary file of shard ``i`` of ``split`` (renamed NNNNN-of-NNNNN at close)."""
+        return self.tmp / DATA / f".{split}-{i:05d}.part"
+
+    def add_parts(self, split: str, parts: list[Path], depth_counts: dict[int, int]) -> None:
+        """Register shards already encoded by :func:`encode_shard` at ``part_path(split, i)`` (worker processes)."""
+        if split in self.splits or split in self._pending:
+            raise BenchgenError(f"split {split!r} written twice")
+        if not parts:
+            raise BenchgenError(f"split {split!r} has no rows")
+        self._pending[split] = ([(p, _done()) for p in parts], dict(depth_counts))
 
     def _finish_splits(self) -> None:
         """Wait for shard writes, name shards NNNNN-of-NNNNN, hash them (in split order)."""

@@ -98,7 +98,7 @@ def main() -> int:
     ap.add_argument("--rg-items", type=int, default=100_000, help="reasoning-gym items per baseline process")
     ap.add_argument("--rg-python", default=sys.executable, help="interpreter that has reasoning-gym")
     ap.add_argument("--repeats", type=int, default=3, help="best of this many processes per figure")
-    ap.add_argument("--workers", type=int, default=None, help="pass --workers N to benchgen generate")
+    ap.add_argument("--workers", type=int, default=None, help="pass --workers N to benchgen generate khop")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -139,7 +139,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="benchgen-bench-") as tmp:
         for task, preset, base, target in jobs:
             out = Path(tmp) / f"{task}-{preset}"
-            cmd = benchgen_cmd() + ["generate", task, "--preset", preset, "--out", str(out), *workers]
+            cmd = benchgen_cmd() + ["generate", task, "--preset", preset, "--out", str(out),
+                                    *(workers if task == "khop" else [])]
             _, dt, rss = run_process(cmd, args.repeats, before=lambda o=out: shutil.rmtree(o, ignore_errors=True))
             n = rows_written(out)
             if base is None:

@@ -266,8 +266,9 @@ PRESETS: dict[str, dict] = {
         "train": {**_CPU_TRAIN, "steps": 3000}},
     # --- CPU depth extrapolation (data: khop --preset khop-depth-small); ~10 min on one core each ---
     "cpu-depth-looped": {
-        "description": "CPU depth extrapolation: 1-layer block d=96, 4 heads, rotary, zero-init outputs, "
-                       "curriculum from 2-hop (advance at 0.9), T ~ uniform[k, k+3] for current max hop k",
+        "description": "CPU depth extrapolation: 1-layer block d=96, 4 heads, rotary, zero-init outputs; "
+                       "curriculum from 2-hop (add k+1 when k-hop train accuracy > 0.9), hop-balanced "
+                       "batches, T ~ uniform[k, k+3] for the current max hop k (data: khop-depth-small)",
         "model": {"d_model": 96, "n_heads": 4, "n_block": 1, "loops": 9, "positions": "rotary",
                   "zero_init_out": True},
         "train": {**_CPU_DEPTH_TRAIN, "loops_sampling": "depth", "loops_extra": 3}},

@@ -68,6 +68,19 @@ class Context:
             self._train[column] = self.ds.table("train", columns=[column]).column(column).combine_chunks()
         return self._train[column]
 
+    def train_map(self, key: Any, columns: list[str], fn: Callable[[pa.RecordBatch], tuple[np.ndarray, ...]]
+                  ) -> tuple[np.ndarray, ...]:
+        """``fn`` over train streamed in record batches, results concatenated (memoised under ``key``).
+
+        For wide columns (token lists, prompts) that need not sit in memory whole on large datasets.
+        """
+        def make() -> tuple[np.ndarray, ...]:
+            if "train" not in self.ds.splits:
+                raise BenchgenError(f"dataset {self.ds.path}: no 'train' split to fit baselines on")
+            parts = [fn(b) for b in self.ds.iter_batches("train", columns=columns)]
+            return tuple(np.concatenate(p) for p in zip(*parts))
+        return self.memo(key, make)
+
     def train_head(self, column: str, n: int) -> pa.Array:
         """The first ``n`` train rows of one column (train is shuffled: a fair sample to fit on)."""
         if column in self._train:
@@ -110,15 +123,14 @@ def take_strings(values: pa.Array, codes: np.ndarray) -> pa.Array:
 def mode_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per distinct key (sorted), the most frequent value (ties: the smallest value); values >= 0."""
     keys = np.asarray(keys, dtype=np.int64)
-    values = np.asarray(values, dtype=np.int64)
     if not len(keys):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     lo, hi = int(keys.min()), int(keys.max())
-    if hi - lo <= 4 * len(keys) + 1024:  # small key range: dense codes without a sort
-        present = np.bincount(keys - lo, minlength=hi - lo + 1) > 0
-        uk, kcode = np.flatnonzero(present) + lo, (np.cumsum(present) - 1)[keys - lo]
-    else:
-        uk, kcode = np.unique(keys, return_inverse=True)
+    if hi - lo > 4 * len(keys) + 1024:  # wide keys (e.g. hashes): one sort of the pairs, no count table
+        return _mode_sorted(keys, np.asarray(values))
+    values = np.asarray(values, dtype=np.int64)
+    present = np.bincount(keys - lo, minlength=hi - lo + 1) > 0  # small key range: dense codes, no sort
+    uk, kcode = np.flatnonzero(present) + lo, (np.cumsum(present) - 1)[keys - lo]
     vmax = int(values.max()) + 1
     if len(uk) * vmax <= DENSE_LIMIT:  # a dense (key, value) count table: argmax picks the smallest on ties
         counts = np.bincount(kcode * vmax + values, minlength=len(uk) * vmax).reshape(len(uk), vmax)
@@ -128,6 +140,30 @@ def mode_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
     best = np.lexsort((pv, -counts, pk))
     first = best[np.r_[True, pk[best][1:] != pk[best][:-1]]]
     return uk[pk[first]], pv[first]
+
+
+def _mode_sorted(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mode_by_key` by one sort of the (key, value) pairs: few copies of the rows (10M-row trains)."""
+    order = np.lexsort((values, keys))
+    k, v = keys[order], values[order]
+    del order
+    run = np.empty(len(k), dtype=bool)  # starts of equal (key, value) runs
+    run[0] = True
+    np.not_equal(k[1:], k[:-1], out=run[1:])
+    run[1:] |= v[1:] != v[:-1]
+    starts = np.flatnonzero(run)
+    del run
+    counts = np.diff(np.append(starts, len(k)))
+    pk, pv = k[starts], v[starts].astype(np.int64)
+    del k, v, starts
+    new_key = np.empty(len(pk), dtype=bool)
+    new_key[0] = True
+    np.not_equal(pk[1:], pk[:-1], out=new_key[1:])
+    first_of_key = np.flatnonzero(new_key)
+    group = np.cumsum(new_key) - 1
+    best = np.flatnonzero(counts == np.maximum.reduceat(counts, first_of_key)[group])  # runs at their key's max
+    first = best[np.r_[True, group[best][1:] != group[best][:-1]]]  # values ascend in a key: the smallest
+    return pk[first_of_key], pv[first]
 
 
 def lookup(query: np.ndarray, keys: np.ndarray, values: np.ndarray, default: int | np.ndarray = -1) -> np.ndarray:
@@ -165,7 +201,11 @@ def depths(rows: pa.Table | pa.Array) -> np.ndarray:
 
 def train_answers(ctx: Context) -> tuple[pa.Array, np.ndarray]:
     """Sorted distinct train answers and each train row's code (shared by every baseline)."""
-    return ctx.memo("train_answers", lambda: sorted_codes(ctx.train("answer")))
+    def make() -> tuple[pa.Array, np.ndarray]:
+        values, codes = sorted_codes(ctx.train("answer"))
+        ctx._train.pop("answer", None)  # the codes replace the strings (10M-row trains)
+        return values, codes.astype(np.int32 if len(values) < 2**31 else np.int64)
+    return ctx.memo("train_answers", make)
 
 
 def majority_code(ctx: Context) -> int:
@@ -202,13 +242,19 @@ def train_lookup(ctx: Context, rows: pa.Table) -> pa.Array:
     values, codes = train_answers(ctx)
     prompts = rows.column("prompt")
     prompts = prompts.combine_chunks() if isinstance(prompts, pa.ChunkedArray) else prompts
-    train = ctx.train("prompt")
-    # hash the (few) queried prompts and probe every train prompt against them, then look up the hits
-    hit = np.flatnonzero(pc.is_in(train, value_set=prompts).to_numpy(zero_copy_only=False))
-    pos = pc.index_in(prompts, value_set=train.take(pa.array(hit)))
-    pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return take_strings(values, np.where(pos >= 0, codes[hit[np.maximum(pos, 0)]] if len(hit) else -1,
-                                         majority_code(ctx)))
+    found = np.full(len(prompts), -1, dtype=np.int64)  # answer code of the first identical train prompt
+    start = 0
+    # stream train (prompts are the widest column): hash the queried prompts, probe each train batch
+    for batch in ctx.ds.iter_batches("train", columns=["prompt"]):
+        train = batch.column(0)
+        hit = np.flatnonzero(pc.is_in(train, value_set=prompts).to_numpy(zero_copy_only=False))
+        if len(hit):
+            pos = pc.index_in(prompts, value_set=train.take(pa.array(hit)))
+            pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+            new = (found < 0) & (pos >= 0)
+            found[new] = codes[start + hit[pos[new]]]
+        start += len(train)
+    return take_strings(values, np.where(found >= 0, found, majority_code(ctx)))
 
 
 COMMON = [

@@ -18,7 +18,7 @@ is one vectorised gather per hop; small populations are enumerated instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -279,16 +279,16 @@ def sample_chains(sg: Subgraph, k: int, n: int, rng: np.random.Generator) -> np.
     while len(out) < n:
         m = int((n - len(out)) * 1.2) + 64
         cur = np.minimum(np.searchsorted(start_cdf, rng.random(m), side="right"), len(start_cdf) - 1)
-        cols = [cur]
-        for c, last_live in cum:
+        batch = np.empty((m, 2 * k + 1), dtype=np.int32)  # filled column by column: no int64 copy
+        batch[:, 0] = cur
+        for i, (c, last_live) in enumerate(cum):
             if c is None:
                 e = edge[cur, np.minimum((rng.random(m) * deg[cur]).astype(np.int64), deg[cur] - 1)]
             else:
                 j = (c[cur] <= rng.random(m)[:, None]).sum(axis=1)
                 e = edge[cur, np.minimum(j, last_live[cur])]
-            cols += [sg.rel[e], sg.dst[e]]
-            cur = sg.dst[e]
-        batch = np.stack(cols, axis=1).astype(np.int32)
+            batch[:, 2 * i + 1] = sg.rel[e]
+            batch[:, 2 * i + 2] = cur = sg.dst[e]
         out = unique_rows(np.concatenate([out, batch]))
     return out[:n]
 
@@ -308,9 +308,8 @@ def make_vocab(cfg: KhopConfig) -> Vocab:
     return Vocab(list(SPECIALS) + ents + rels, joiner="")
 
 
-def split_table(parts: list[np.ndarray], g: Graph, vocab: Vocab, cfg: KhopConfig, split: str,
-                shuffle: np.random.Generator | None = None) -> pa.Table:
-    """Rows of one split from chain arrays of any lengths (padded to one matrix, optionally shuffled)."""
+def pad_chains(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Chain arrays of any lengths as one -1-padded matrix plus each row's depth."""
     K = max((p.shape[1] - 1) // 2 for p in parts)
     n = sum(len(p) for p in parts)
     chains = np.full((n, 2 * K + 1), -1, dtype=np.int32)
@@ -320,9 +319,13 @@ def split_table(parts: list[np.ndarray], g: Graph, vocab: Vocab, cfg: KhopConfig
         chains[i:i + len(p), :p.shape[1]] = p
         depth[i:i + len(p)] = (p.shape[1] - 1) // 2
         i += len(p)
-    if shuffle is not None:
-        order = shuffle.permutation(n)
-        chains, depth = chains[order], depth[order]
+    return chains, depth
+
+
+def rows_table(chains: np.ndarray, depth: np.ndarray, g: Graph, vocab: Vocab, cfg: KhopConfig, split: str,
+               start: int = 0) -> pa.Table:
+    """Rows of one split (or one shard of it, ids from ``start``) from a padded chain matrix."""
+    n = len(chains)
     ent0, rel0 = len(SPECIALS), len(SPECIALS) + cfg.num_entities
     nodes, rels = chains[:, 0::2], chains[:, 1::2]
     has = rels >= 0
@@ -330,7 +333,7 @@ def split_table(parts: list[np.ndarray], g: Graph, vocab: Vocab, cfg: KhopConfig
     target = nodes[np.arange(n), depth][:, None] + ent0
     n_ood = (g.is_ood[np.maximum(nodes[:, :-1], 0), np.maximum(rels, 0)] & has).sum(axis=1, dtype=np.int32)
     return pa.table([
-        make_ids(NAME, split, 0, n),
+        make_ids(NAME, split, start, n),
         repeat_string(split, n),
         pa.array(depth),
         list_array_from_matrix(inputs, depth + 1),
@@ -340,6 +343,16 @@ def split_table(parts: list[np.ndarray], g: Graph, vocab: Vocab, cfg: KhopConfig
         list_array_from_matrix(nodes[:, 1:], depth - 1),
         pa.array(n_ood),
     ], schema=SCHEMA)
+
+
+def split_table(parts: list[np.ndarray], g: Graph, vocab: Vocab, cfg: KhopConfig, split: str,
+                shuffle: np.random.Generator | None = None) -> pa.Table:
+    """Rows of one split from chain arrays of any lengths (padded to one matrix, optionally shuffled)."""
+    chains, depth = pad_chains(parts)
+    if shuffle is not None:
+        order = shuffle.permutation(len(chains))
+        chains, depth = chains[order], depth[order]
+    return rows_table(chains, depth, g, vocab, cfg, split)
 
 
 def capped_counts(cfg: KhopConfig, sid: Subgraph) -> dict[int, int]:
@@ -371,48 +384,157 @@ def check_populations(cfg: KhopConfig, g: Graph) -> tuple[Subgraph, Subgraph]:
     return sid, sood
 
 
-def build_splits(cfg: KhopConfig, g: Graph, vocab: Vocab, tick: Callable[[str], None]) -> Iterator[tuple[str, pa.Table]]:
-    """Yield (split, table) for every non-empty split, ids assigned, train shuffled.
+# --- streaming generation -------------------------------------------------------------------------
+# Work units are pure functions of (config, graph, seed, unit): phase 1 samples every hop from its
+# own seeded stream (train chains are spilled to disk, cut by output shard); phase 2 builds each
+# train shard from its spilled pieces. Units run in-process or on a process pool with the same
+# results, so the bytes written are identical for any number of workers.
+MIN_PARALLEL_ROWS = 400_000  # below this many rows, starting worker processes costs more than it saves
 
-    The ID splits come first, so the writer compresses train while OOD and deeper chains are
-    still being sampled (every split draws from its own seeded stream, so order changes nothing).
+
+def train_order(cfg: KhopConfig, n: int) -> np.ndarray:
+    """Output position of every train row (input order: atomics, then hops), from the train shuffle."""
+    order = seeding.rng(cfg.seed, NAME, "train", "shuffle").permutation(n)
+    dest = np.empty(n, dtype=np.int64)
+    dest[order] = np.arange(n)
+    return dest
+
+
+def spill_train(chains: np.ndarray, dest: np.ndarray, rows_per_shard: int, spill: Path, unit: int) -> None:
+    """Write the rows of one unit bound for each train shard as ``<unit>-<shard>.npy`` ([position, chain...])."""
+    shard = dest // rows_per_shard
+    by = np.argsort(shard, kind="stable")
+    bounds = np.searchsorted(shard[by], np.arange(int(shard.max()) + 2)) if len(shard) else [0]
+    for s in range(len(bounds) - 1):
+        rows = by[bounds[s]:bounds[s + 1]]
+        if len(rows):
+            piece = np.concatenate([(dest[rows] % rows_per_shard)[:, None].astype(np.int32), chains[rows]], axis=1)
+            np.save(spill / f"{unit:04d}-{s:06d}.npy", piece)
+
+
+def sample_unit(cfg: KhopConfig, g: Graph, kind: str, k: int, n: int, dest: np.ndarray | None,
+                rows_per_shard: int, spill: Path, unit: int) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Phase 1: one hop of one purpose; for ``id`` spill its train rows and return (valid, test_id)."""
+    sg = Subgraph.of(g, ood=kind == "ood")
+    chains = sample_chains(sg, k, n, seeding.rng(cfg.seed, NAME, kind, k))
+    if kind != "id":
+        return chains
+    a = len(dest)
+    spill_train(chains[:a], dest, rows_per_shard, spill, unit)
+    b = a + cfg.valid_per_hop
+    return chains[a:b].copy(), chains[b:].copy()  # copies: views would keep every hop's chains alive
+
+
+def train_shard(cfg: KhopConfig, g: Graph, shard: int, size: int, units: list[tuple[int, int]], width: int,
+                rows_per_shard: int, spill: Path, part: Path | None, dictionary_columns: list[str]):
+    """Phase 2: train shard ``shard`` from its spilled pieces; encode it to ``part`` or return the table."""
+    chains = np.full((size, 2 * width + 1), -1, dtype=np.int32)
+    depth = np.zeros(size, dtype=np.int32)
+    for unit, k in units:
+        path = spill / f"{unit:04d}-{shard:06d}.npy"
+        if path.exists():
+            piece = np.load(path)
+            chains[piece[:, 0], :2 * k + 1] = piece[:, 1:]
+            depth[piece[:, 0]] = k
+            path.unlink()
+    table = rows_table(chains, depth, g, make_vocab(cfg), cfg, "train", shard * rows_per_shard)
+    if part is None:
+        return table
+    from benchgen.dataset import encode_shard
+
+    encode_shard(table, part, dictionary_columns)
+    d, c = np.unique(depth, return_counts=True)
+    return dict(zip(d.tolist(), c.tolist()))
+
+
+def _pool(workers: int):
+    """A spawn-safe process pool (the workers import this module; arguments are plain data)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def write_splits(cfg: KhopConfig, g: Graph, writer, workers: int, tick: Callable[[str], None]) -> None:
+    """Sample every split and write it through ``writer``, train shard by shard (bounded memory).
+
+    Memory stays near one hop's chains plus one shard per worker: train rows are spilled to the
+    writer's temp dir cut by output shard, then each shard is assembled, permuted into place and
+    encoded. The train order is the one global shuffle (a permutation of row positions only).
     """
+    import shutil
+    import tempfile
+
+    from benchgen.dataset import DatasetWriter
+
     sid, sood = check_populations(cfg, g)
     counts = capped_counts(cfg, sid)
+    R = writer.rows_per_shard
     h, r, t, _ = g.triples()
-    train, valid, test_id = [np.stack([h, r, t], axis=1)], [], []
+    atomics = np.stack([h, r, t], axis=1)
+    sizes = [len(atomics)] + [counts[k] for k in cfg.train_hops]
+    n_train = sum(sizes)
+    dest = train_order(cfg, n_train)
+    offsets = np.cumsum([0] + sizes)
+    units: list[tuple] = []  # (kind, hop, n, dest slice, unit index)
+    for i, k in enumerate(cfg.train_hops, start=1):
+        units.append(("id", k, counts[k] + cfg.valid_per_hop + cfg.test_per_hop,
+                      dest[offsets[i]:offsets[i + 1]], i))
     for k in cfg.train_hops:
-        tick(f"{k}-hop ID")
-        chains = sample_chains(sid, k, counts[k] + cfg.valid_per_hop + cfg.test_per_hop,
-                               seeding.rng(cfg.seed, NAME, "id", k))
-        a, b = counts[k], counts[k] + cfg.valid_per_hop
-        train.append(chains[:a])
-        valid.append(chains[a:b])
-        test_id.append(chains[b:])
-
-    def systematic() -> Iterator[np.ndarray]:
-        for k in cfg.train_hops:
-            n_sys = int(min(cfg.systematic_per_hop, sood.n_chains(k)))
-            if n_sys:
-                tick(f"{k}-hop OOD")
-                yield sample_chains(sood, k, n_sys, seeding.rng(cfg.seed, NAME, "ood", k))
-
-    def interp() -> Iterator[np.ndarray]:
-        for k in cfg.interp_hops:
-            tick(f"{k}-hop interp")
-            yield sample_chains(sid, k, cfg.test_per_hop, seeding.rng(cfg.seed, NAME, "interp", k))
-
-    def deeper() -> Iterator[np.ndarray]:
-        for k in cfg.test_hops:
-            tick(f"{k}-hop depth")
-            yield sample_chains(sid, k, cfg.test_per_hop, seeding.rng(cfg.seed, NAME, "depth", k))
-
-    shuffle = seeding.rng(cfg.seed, NAME, "train", "shuffle")
-    for split, parts in (("train", train), ("valid", valid), ("test_id", test_id),
-                         ("test_systematic", systematic), ("test_interp", interp), ("test_depth", deeper)):
-        parts = [p for p in (parts() if callable(parts) else parts) if len(p)]
-        if parts:
-            yield split, split_table(parts, g, vocab, cfg, split, shuffle if split == "train" else None)
+        n_sys = int(min(cfg.systematic_per_hop, sood.n_chains(k)))
+        if n_sys:
+            units.append(("ood", k, n_sys, None, -1))
+    units += [("interp", k, cfg.test_per_hop, None, -1) for k in cfg.interp_hops if cfg.test_per_hop]
+    units += [("depth", k, cfg.test_per_hop, None, -1) for k in cfg.test_hops if cfg.test_per_hop]
+    total = n_train + sum(u[2] for u in units if u[0] != "id")
+    parallel = workers > 1 and type(writer) is DatasetWriter and total >= MIN_PARALLEL_ROWS
+    base = getattr(writer, "tmp", None)
+    spill = Path(tempfile.mkdtemp(prefix=".spill-", dir=base))
+    pool = _pool(workers) if parallel else None
+    try:
+        spill_train(atomics, dest[:offsets[1]], R, spill, 0)
+        del dest
+        args = [(cfg, g, kind, k, n, sl, R, spill, unit) for kind, k, n, sl, unit in units]
+        if pool is not None:  # largest units first, so the last one to finish is short
+            futures = {(a[2], a[3]): pool.submit(sample_unit, *a)
+                       for a in sorted(args, key=lambda a: -a[4] * a[3])}
+            results = {key: f.result() for key, f in futures.items()}
+        else:
+            results = {}
+            for a in args:
+                results[(a[2], a[3])] = sample_unit(*a)
+                tick(f"{a[3]}-hop {a[2]}")
+        del args, units
+        width = max(cfg.train_hops)
+        pieces = [(0, 1)] + [(i, k) for i, k in enumerate(cfg.train_hops, start=1)]
+        n_shards = -(-n_train // R)
+        shard_args = [(cfg, g, s, min(R, n_train - s * R), pieces, width, R, spill) for s in range(n_shards)]
+        if pool is not None:
+            parts = [writer.part_path("train", s) for s in range(n_shards)]
+            futs = [pool.submit(train_shard, *a, parts[s], writer.dictionary_columns) for s, a in enumerate(shard_args)]
+            depth_counts: dict[int, int] = {}
+            for f in futs:
+                for dv, c in f.result().items():
+                    depth_counts[dv] = depth_counts.get(dv, 0) + c
+            writer.add_parts("train", parts, depth_counts)
+        else:
+            writer.write_split("train", (train_shard(*a, None, []) for a in shard_args))
+        tick("wrote train")
+        for split, kind in (("valid", 0), ("test_id", 1), ("test_systematic", "ood"), ("test_interp", "interp"),
+                            ("test_depth", "depth")):
+            if isinstance(kind, int):
+                parts_ = [results[("id", k)][kind] for k in cfg.train_hops]
+            else:
+                hops = {"ood": cfg.train_hops, "interp": cfg.interp_hops, "depth": cfg.test_hops}[kind]
+                parts_ = [results[(kind, k)] for k in hops if (kind, k) in results]
+            parts_ = [p for p in parts_ if len(p)]
+            if parts_:
+                writer.write_split(split, [split_table(parts_, g, make_vocab(cfg), cfg, split)])
+                tick(f"wrote {split}")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def kg_table(g: Graph) -> pa.Table:
@@ -420,13 +542,23 @@ def kg_table(g: Graph) -> pa.Table:
     return pa.table([h, r, t, ood], schema=KG_SCHEMA)
 
 
-def generate(cfg: KhopConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
-    """Generate a k-hop dataset into ``out`` (atomic write; refuses to overwrite unless asked)."""
+def generate(cfg: KhopConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
+             workers: int | None = None) -> Path:
+    """Generate a k-hop dataset into ``out`` (atomic write; refuses to overwrite unless asked).
+
+    ``workers`` processes (default: the CPU count; 1 = in-process) sample hops and encode train
+    shards; the files are byte-identical for any number of workers.
+    """
+    import os
+
     from tqdm.auto import tqdm
 
     from benchgen.dataset import DatasetWriter, check_target
 
     cfg.validate()
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise ConfigError("workers", f"expected at least 1, got {workers}")
     check_target(out, overwrite)
     steps = 2 + 2 * len(cfg.train_hops) + len(cfg.interp_hops) + len(cfg.test_hops) + 6
     with tqdm(total=steps, desc="khop", unit="step", disable=not progress) as bar:
@@ -442,15 +574,14 @@ def generate(cfg: KhopConfig, out: str | Path, overwrite: bool = False, progress
                                schema=SCHEMA, overwrite=overwrite, description=__doc__ or "")
         with writer:
             writer.write_extra("kg.parquet", kg_table(g))
-            for split, table in build_splits(cfg, g, vocab, tick):
-                writer.write_split(split, [table])
-                tick(f"wrote {split}")
+            write_splits(cfg, g, writer, workers, tick)
         bar.update(bar.total - bar.n)
     return Path(out)
 
 
-def audit(dataset) -> list[str]:
-    """Independent re-derivation of every split guarantee (see tasks/khop_audit.py)."""
+def audit(dataset, sample: int | None = None) -> list[str]:
+    """Independent re-derivation of every split guarantee (see tasks/khop_audit.py); ``sample``:
+    walk only that many seeded rows per split."""
     from benchgen.tasks.khop_audit import audit_khop
 
-    return audit_khop(dataset)
+    return audit_khop(dataset, sample=sample)

@@ -35,13 +35,13 @@ def parse(ctx: Context, inputs: pa.Array) -> tuple[np.ndarray, np.ndarray, np.nd
     return head, first, last, k
 
 
-def _train(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Parsed train queries plus each one's answer entity."""
-    def make():
-        head, first, last, k = parse(ctx, ctx.train("input_ids"))
-        ans, _ = list_values(ctx.train("target_ids"))
-        return head, first, last, k, ans.astype(np.int64) - ENT0
-    return ctx.memo("khop_train", make)
+def _train(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(head entity, last relation, answer entity) per train query (int32: 10M-row trains stay small)."""
+    def parse_batch(b: pa.RecordBatch) -> tuple[np.ndarray, ...]:
+        head, _, last, _ = parse(ctx, b.column(0))
+        ans, _ = list_values(b.column(1))
+        return head.astype(np.int32), last.astype(np.int32), (ans.astype(np.int64) - ENT0).astype(np.int32)
+    return ctx.train_map("khop_train", ["input_ids", "target_ids"], parse_batch)
 
 
 def _entities(ctx: Context, ent: np.ndarray) -> pa.Array:
@@ -61,7 +61,7 @@ def _tails(ctx: Context) -> np.ndarray:
 
 
 def _relation_prior(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
-    _, _, last, _, ans = _train(ctx)
+    _, last, ans = _train(ctx)
     return ctx.memo("khop_rel_prior", lambda: mode_by_key(last, ans))
 
 
@@ -76,8 +76,8 @@ def head_last_relation_prior(ctx: Context, rows: pa.Table) -> pa.Array:
     """The most frequent train answer among queries with the same head and last relation."""
     R = int(ctx.config["num_relations"])
     head, _, last, _ = parse(ctx, rows.column("input_ids"))
-    th, _, tlast, _, ans = _train(ctx)
-    keys, modes = ctx.memo("khop_head_rel_prior", lambda: mode_by_key(th * R + tlast, ans))
+    th, tlast, ans = _train(ctx)
+    keys, modes = ctx.memo("khop_head_rel_prior", lambda: mode_by_key(th.astype(np.int64) * R + tlast, ans))
     rk, rm = _relation_prior(ctx)
     return _entities(ctx, lookup(head * R + last, keys, modes, lookup(last, rk, rm)))
 
@@ -98,7 +98,8 @@ def _bag_keys(inputs: pa.Array) -> np.ndarray:
 def bag_of_relations(ctx: Context, rows: pa.Table) -> pa.Array:
     """The answer of a train query with the same head and the same multiset of relations, if any."""
     *_, ans = _train(ctx)
-    keys, modes = ctx.memo("khop_bag", lambda: mode_by_key(_bag_keys(ctx.train("input_ids")), ans))
+    keys, modes = ctx.memo("khop_bag", lambda: mode_by_key(
+        ctx.train_map("khop_bag_keys", ["input_ids"], lambda b: (_bag_keys(b.column(0)),))[0], ans))
     return _entities(ctx, lookup(_bag_keys(rows.column("input_ids")), keys, modes))
 
 

@@ -1,0 +1,121 @@
+"""Scale (#14): worker processes write identical bytes; audit --sample; the streaming helpers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from benchgen.tasks import common_baselines, khop, khop_audit
+from click.testing import CliRunner
+
+import benchgen.dataset as bd
+from benchgen.audit import audit
+from benchgen.cli import main
+from benchgen.dataset import load
+
+SMALL = ["--num-entities", "40", "--num-relations", "6", "--out-degree", "4", "--ood-fraction", "0.2",
+         "--train-hops", "2-3", "--test-hops", "4,5", "--train-per-hop", "300", "--valid-per-hop", "30",
+         "--test-per-hop", "40", "--systematic-per-hop", "50", "--no-progress"]
+
+
+def files(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def small_shards(monkeypatch):
+    """Shards of 300 rows, and worker processes even for tiny datasets."""
+    orig = bd.DatasetWriter.__init__
+
+    def init(self, *a, **k):
+        k["rows_per_shard"] = 300
+        orig(self, *a, **k)
+
+    monkeypatch.setattr(bd.DatasetWriter, "__init__", init)
+    monkeypatch.setattr(khop, "MIN_PARALLEL_ROWS", 0)
+
+
+def test_workers_1_and_2_write_identical_bytes(tmp_path, small_shards):
+    runner = CliRunner()
+    for name, extra in (("w1", ["--workers", "1"]), ("w2", ["--workers", "2"]), ("s8", ["--workers", "2", "--seed", "8"])):
+        r = runner.invoke(main, ["generate", "khop", "--out", str(tmp_path / name), *SMALL, *extra])
+        assert r.exit_code == 0, r.output
+    w1, w2 = files(tmp_path / "w1"), files(tmp_path / "w2")
+    assert w1 == w2
+    man = json.loads(w1["manifest.json"])
+    assert len(man["splits"]["train"]["shards"]) == 3  # 760 train rows in shards of 300: the pool path
+    assert not any(".spill" in f or f.endswith(".part") for f in w1)  # spilled pieces are gone
+    other = files(tmp_path / "s8")
+    assert all(other[s] != w1[s] for s in man["splits"]["train"]["shards"])
+    assert audit(load(tmp_path / "w2"), validity=False) == []
+
+
+def test_sharded_train_is_one_global_shuffle(tmp_path, small_shards):
+    """Shards hold the rows of the in-memory split_table shuffle, in the same order, ids by position."""
+    from benchgen.config import build_config
+
+    cfg = build_config(khop.KhopConfig, khop.PRESETS, None, {"num_entities": 40, "num_relations": 6,
+                       "out_degree": 4, "train_hops": "2-3", "test_hops": "4", "train_per_hop": 300, "valid_per_hop": 20,
+                       "test_per_hop": 20, "seed": 3})
+    ds = load(khop.generate(cfg, tmp_path / "d", progress=False, workers=1))
+    g, vocab = khop.build_graph(cfg), khop.make_vocab(cfg)
+    sid = khop.Subgraph.of(g, ood=False)
+    h, r, t, _ = g.triples()
+    parts = [np.stack([h, r, t], axis=1)]
+    for k in cfg.train_hops:
+        parts.append(khop.sample_chains(sid, k, 300 + cfg.valid_per_hop + cfg.test_per_hop,
+                                        khop.seeding.rng(cfg.seed, khop.NAME, "id", k))[:300])
+    whole = khop.split_table(parts, g, vocab, cfg, "train", khop.seeding.rng(cfg.seed, khop.NAME, "train", "shuffle"))
+    assert ds.table("train").equals(whole)
+
+
+def test_workers_rejects_zero(tmp_path):
+    r = CliRunner().invoke(main, ["generate", "khop", "--out", str(tmp_path / "x"), *SMALL, "--workers", "0"])
+    assert r.exit_code == 2 and "--workers: expected an integer >= 1" in r.output
+
+
+def test_audit_sample_says_so_and_still_catches_leaks(tmp_path):
+    out = tmp_path / "d"
+    runner = CliRunner()
+    r = runner.invoke(main, ["generate", "khop", "--preset", "khop-small", "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["audit", str(out), "--sample", "50"])
+    assert r.exit_code == 0, r.output
+    assert "seeded sample of at most 50 rows per split (train 50 of 9,768" in r.output
+    js = json.loads(runner.invoke(main, ["audit", str(out), "--sample", "50", "--json"]).output)
+    assert js["sample"] == 50 and js["passed"] and "sampled" in js["checks"][-1]
+    # a test query copied into train is found although the row walk is sampled (keys cover every row)
+    ds = load(out)
+    test_row = ds.table("test_id").slice(0, 1)
+    shard = out / ds.manifest["splits"]["train"]["shards"][0]
+    import pyarrow.parquet as pq
+
+    train = pq.read_table(shard)
+    leaked = pa.concat_tables([train, test_row.set_column(1, test_row.schema.field("split"), pa.array(["train"]))])
+    pq.write_table(leaked, shard)
+    problems = khop_audit.audit_khop(load(out), sample=10)
+    assert any("'test_id': 1 queries also occur in train" in p for p in problems)
+    r = runner.invoke(main, ["audit", str(out), "--sample", "0"])
+    assert r.exit_code != 0 and "expected a row count >= 1" in r.output
+
+
+def test_query_keys_collide_only_on_equal_queries():
+    lists = [[5, 1, 2], [5, 2, 1], [5, 1, 2], [5], [], [5, 1, 2, 0], [0, 5, 1, 2]]
+    keys = khop_audit.query_keys(pa.array(lists, pa.list_(pa.int32())))
+    assert keys[0] == keys[2] and len(set(keys.tolist())) == 6
+    sliced = khop_audit.query_keys(pa.array(lists, pa.list_(pa.int32())).slice(2))
+    assert sliced.tolist() == keys[2:].tolist()
+
+
+def test_sorted_mode_matches_the_count_table():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(1, 400))
+        keys = rng.integers(0, 30, n) * 10**12  # wide keys: the sort path
+        values = rng.integers(0, 5, n)
+        uk, modes = common_baselines.mode_by_key(keys, values)
+        ref_keys, ref_modes = common_baselines.mode_by_key(keys // 10**12, values)  # dense path
+        assert (uk // 10**12).tolist() == ref_keys.tolist() and modes.tolist() == ref_modes.tolist()
