@@ -135,6 +135,37 @@ def join_ids(ids: pa.Array, value_set: pa.Array) -> np.ndarray:
     return _index(ids, value_set)
 
 
+STREAM_IDS_BELOW = 1_000_000  # fewer distinct predicted ids than this: stream the dataset's ids past them
+
+
+def _dataset_rows(ds, pred_ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Dataset row (over all splits in order; -1 = unknown) of every prediction id, and split sizes.
+
+    Few predicted ids (e.g. test splits of a 10M-row dataset): hash them and stream every split's
+    ids past them one record batch at a time (bounded memory). Otherwise hash all dataset ids once.
+    """
+    enc = pc.dictionary_encode(pred_ids.cast(pa.string()))
+    distinct = enc.dictionary
+    if len(distinct) >= STREAM_IDS_BELOW:
+        id_tables = [ds.table(s, columns=["id"]).column("id") for s in ds.splits]
+        sizes = np.array([len(c) for c in id_tables], dtype=np.int64)
+        all_ids = pa.chunked_array([c for t in id_tables for c in t.chunks], pa.string()).combine_chunks()
+        del id_tables
+        return join_ids(pred_ids, all_ids), sizes
+    row_of = np.full(len(distinct), -1, dtype=np.int64)  # first dataset row holding each predicted id
+    sizes = np.zeros(len(ds.splits), dtype=np.int64)
+    start = 0
+    for k, split in enumerate(ds.splits):
+        for batch in ds.iter_batches(split, columns=["id"]):
+            at = _index(batch.column(0).cast(pa.string()), distinct)
+            hit = np.flatnonzero(at >= 0)
+            hit = hit[row_of[at[hit]] < 0][::-1]  # reversed: the first occurrence is written last
+            row_of[at[hit]] = start + hit
+            start += batch.num_rows
+            sizes[k] += batch.num_rows
+    return row_of[enc.indices.to_numpy(zero_copy_only=False)], sizes
+
+
 def _examples(ids: np.ndarray, limit: int = 3) -> str:
     return ", ".join(repr(str(x)) for x in ids[:limit])
 
@@ -164,11 +195,8 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
             raise BenchgenError("splits: empty list (give at least one split to score)")
 
     # 1. every dataset id, split by split (unknown ids vs ids in splits we do not score)
-    id_tables = [ds.table(s, columns=["id"]).column("id") for s in ds.splits]
-    sizes = np.array([len(c) for c in id_tables], dtype=np.int64)
+    gidx, sizes = _dataset_rows(ds, preds.column("id").combine_chunks())
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    all_ids = pa.chunked_array([c for t in id_tables for c in t.chunks], pa.string()).combine_chunks()
-    gidx = join_ids(preds.column("id").combine_chunks(), all_ids)
     unknown = gidx < 0
     if unknown.any():
         bad = preds.column("id").combine_chunks().filter(pa.array(unknown)).cast(pa.string())
@@ -195,7 +223,10 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
         preds = preds.filter(pa.array(keep))
     n_ex = offset
     example_split = np.repeat(np.arange(len(splits), dtype=np.int8), sizes[codes])
-    scored_ids = pa.concat_arrays([all_ids.slice(int(bounds[c]), int(sizes[c])) for c in codes])
+
+    def scored_ids() -> pa.Array:  # read again only for an error message (large datasets)
+        return pa.concat_arrays([ds.table(s, columns=["id"]).column("id").combine_chunks().cast(pa.string())
+                                 for s in splits])
 
     token_ids = pa.types.is_list(preds.schema.field("prediction").type)
     needed = ["depth", "target_ids"] if token_ids else ["depth", "answer"]
@@ -216,7 +247,7 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
     if dup_key is not None:
         ex, lc = divmod(int(dup_key), n_loops)
         at = f" at loops={int(loop_values[lc])}" if row_loops is not None else ""
-        raise BenchgenError(f"predictions: duplicate (id, loops) pair: id {str(scored_ids[ex])!r}{at} "
+        raise BenchgenError(f"predictions: duplicate (id, loops) pair: id {str(scored_ids()[ex])!r}{at} "
                             f"appears more than once")
     coverage = {"scored_splits": list(splits), "allow_missing": bool(allow_missing),
                 "ignored_predictions": n_ignored, "rows": int(len(row_example)),
@@ -235,12 +266,12 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
         if allow_missing:
             continue
         if predicted < n:
-            miss = scored_ids.filter(pa.array(sel & (per_example == 0)))
+            miss = scored_ids().filter(pa.array(sel & (per_example == 0)))
             raise BenchgenError(f"predictions: {n - predicted} of {n} examples in split '{s}' have no "
                                 f"prediction (e.g. {_examples(miss.to_numpy(zero_copy_only=False))}); "
                                 f"pass --allow-missing to score only the predicted ones")
         if incomplete:
-            miss = scored_ids.filter(pa.array(sel & (per_example > 0) & (per_example < n_loops)))
+            miss = scored_ids().filter(pa.array(sel & (per_example > 0) & (per_example < n_loops)))
             raise BenchgenError(f"predictions: {incomplete} example(s) in split '{s}' lack some loop count "
                                 f"of the sweep {loop_values.tolist()} (e.g. "
                                 f"{_examples(miss.to_numpy(zero_copy_only=False))}); "

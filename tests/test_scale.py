@@ -119,3 +119,19 @@ def test_sorted_mode_matches_the_count_table():
         uk, modes = common_baselines.mode_by_key(keys, values)
         ref_keys, ref_modes = common_baselines.mode_by_key(keys // 10**12, values)  # dense path
         assert (uk // 10**12).tolist() == ref_keys.tolist() and modes.tolist() == ref_modes.tolist()
+
+
+def test_streamed_id_join_matches_the_hashed_join(tmp_path, monkeypatch):
+    """Few predicted ids stream the dataset's ids past them; many hash every id: same rows either way."""
+    from benchgen.evaluators import scoring
+
+    r = CliRunner().invoke(main, ["generate", "khop", "--out", str(tmp_path / "d"), *SMALL])
+    assert r.exit_code == 0, r.output
+    ds = load(tmp_path / "d")
+    ids = pa.concat_arrays([ds.table(s, columns=["id"]).column("id").combine_chunks() for s in ds.splits])
+    probe = pa.array([ids[5].as_py(), "khop/train/nope", ids[len(ids) - 1].as_py(), ids[5].as_py(), ids[900].as_py()])
+    streamed, sizes = scoring._dataset_rows(ds, probe)
+    monkeypatch.setattr(scoring, "STREAM_IDS_BELOW", 0)
+    hashed, sizes2 = scoring._dataset_rows(ds, probe)
+    assert streamed.tolist() == hashed.tolist() == [5, -1, len(ids) - 1, 5, 900]
+    assert sizes.tolist() == sizes2.tolist() == [ds.manifest["splits"][s]["rows"] for s in ds.splits]
