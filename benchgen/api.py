@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchgen.card import HF_SPLIT_NAMES
@@ -340,7 +341,13 @@ def reward_function(normalization=None) -> Callable[..., list[float]]:
 
     def benchgen_exact_match(completions: list, answer: list[str], **_columns: Any) -> list[float]:
         """1.0 per completion that matches its row's answer (evaluator normalisation), else 0.0."""
-        return [score_answer(_completion_text(c), a, normalization=norm) for c, a in zip(completions, answer)]
+        if len(completions) != len(answer):
+            raise BenchgenError(f"reward: {len(completions)} completions but {len(answer)} answers")
+        got = pa.array([_completion_text(c) for c in completions], pa.string())
+        want = pa.array([str(a) for a in answer], pa.string())
+        if not norm.trivial:  # one normalisation pass over the whole batch, as the evaluator does
+            got, want = norm.apply(got), norm.apply(want)
+        return pc.equal(got, want).cast(pa.float64()).to_pylist()
 
     return benchgen_exact_match
 

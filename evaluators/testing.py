@@ -47,3 +47,52 @@ def toy_dataset(out: str | Path, depths: dict[str, list[int]], targets: dict[str
                 "answer": vocab.render(tgt),
             }, schema=example_schema())])
     return Path(out)
+
+
+def metric_cells(rows: list[tuple[str, int, int | None, int, int]]):
+    """Cells as scoring produces them from ``(split, depth, loops, n, correct)`` tuples (metric tests)."""
+    from benchgen.evaluators.results import cells_from_records
+
+    from benchgen.stats import wilson
+
+    recs = []
+    for split, depth, loops, n, c in rows:
+        lo, hi = wilson(np.array([c]), np.array([n]))
+        recs.append({"split": split, "depth": depth, "loops": loops, "n": n, "correct": c,
+                     "accuracy": c / n, "ci_low": float(lo[0]), "ci_high": float(hi[0])})
+    return cells_from_records(recs)
+
+
+def tiny_gpt2(dataset, path: str | Path, *, n_positions: int, steps: int) -> Path:
+    """Save a 1-layer GPT-2 with a word-level tokenizer over ``dataset``'s vocab, trained ``steps``
+    full-batch steps on its train split (answer + eos), for the hf adapter and lm-eval tests."""
+    import torch
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    tokens = dataset.vocab.tokens
+    tk = Tokenizer(models.WordLevel({t: i for i, t in enumerate(tokens)}, unk_token="<pad>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("<[^>]*>"), behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
+    cfg = GPT2Config(vocab_size=len(tokens), n_positions=n_positions, n_embd=32, n_layer=1, n_head=2,
+                     bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(cfg)
+    seqs = [r["input_ids"] + r["target_ids"] + [2] for r in dataset.table("train").to_pylist()]
+    width = max(map(len, seqs))
+    x = torch.zeros(len(seqs), width, dtype=torch.long)
+    labels = torch.full((len(seqs), width), -100)
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = torch.tensor(s)
+        labels[i, len(s) - 2: len(s)] = torch.tensor(s[-2:])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    for _ in range(steps):
+        loss = model(input_ids=x, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    path = Path(path)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

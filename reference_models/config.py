@@ -201,6 +201,9 @@ def _saunshi_add(k: int, loops: int) -> dict:
 _CPU_TRAIN = {"lr": 2e-3, "weight_decay": 0.1, "batch_size": 128, "warmup_steps": 100, "schedule": "cosine",
               "min_lr_ratio": 0.1, "eval_every": 250, "eval_examples": 400, "log_every": 25, "threads": 1}
 
+# the CPU depth models: one layer (d=96, rotary, zero-initialised output projections), run once (T=1)
+_CPU_DEPTH_MODEL = {"d_model": 96, "n_heads": 4, "n_block": 1, "loops": 1, "positions": "rotary", "zero_init_out": True}
+
 # CPU depth runs (khop --preset khop-depth-small). Kept different from LTG, one reason each:
 # threshold 0.9, not 0.95, so hops 2-6 fit in ~4k CPU steps; the gate reads the k-hop *train* rows, not a
 # held-out split, because on a 32-entity graph the shallow hops are small enough to memorise (212 2-hop rows)
@@ -269,20 +272,17 @@ PRESETS: dict[str, dict] = {
         "description": "CPU depth extrapolation: 1-layer block d=96, 4 heads, rotary, zero-init outputs; "
                        "curriculum from 2-hop (add k+1 when k-hop train accuracy > 0.9), hop-balanced "
                        "batches, T ~ uniform[k, k+3] for the current max hop k (data: khop-depth-small)",
-        "model": {"d_model": 96, "n_heads": 4, "n_block": 1, "loops": 9, "positions": "rotary",
-                  "zero_init_out": True},
+        "model": {**_CPU_DEPTH_MODEL, "loops": 9},
         "train": {**_CPU_DEPTH_TRAIN, "loops_sampling": "depth", "loops_extra": 3}},
     "cpu-depth-vanilla": {
         "description": "CPU depth extrapolation baseline: the same 1 layer (same parameters) run once, T=1, "
                        "same curriculum",
-        "model": {"d_model": 96, "n_heads": 4, "n_block": 1, "loops": 1, "positions": "rotary",
-                  "zero_init_out": True},
+        "model": {**_CPU_DEPTH_MODEL},
         "train": {**_CPU_DEPTH_TRAIN}},
     "cpu-depth-isoflop": {
         "description": "CPU depth extrapolation iso-FLOP baseline: 9 distinct layers (the looped model's "
                        "final trained T) run once, same curriculum (LTG's iso-FLOP vanilla)",
-        "model": {"d_model": 96, "n_heads": 4, "n_block": 9, "loops": 1, "positions": "rotary",
-                  "zero_init_out": True},
+        "model": {**_CPU_DEPTH_MODEL, "n_block": 9},
         "train": {**_CPU_DEPTH_TRAIN}},
     "cpu-addition-looped": {
         "description": "CPU: 2-layer block looped T=4, d=64, rotary positions (addition --preset addition-small)",

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from benchgen.evaluators.run_model import build_adapter, run_model
+from benchgen.evaluators.testing import tiny_gpt2
 from benchgen.tasks import khop
 from click.testing import CliRunner
 
@@ -337,46 +338,11 @@ def test_torchscript_malformed_logits(ds_path, tmp_path):
 
 
 # --- hf: ------------------------------------------------------------------------------------------
-def _tokenizer(vocab_tokens):
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    tk = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab_tokens)}, unk_token="<pad>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("<[^>]*>"), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
-
-
 @pytest.fixture(scope="module")
 def hf_dir(ds_path, tmp_path_factory) -> Path:
     """A 1-layer GPT-2 with a word-level tokenizer over the dataset vocab, trained a few steps."""
     pytest.importorskip("transformers")
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    ds = load(ds_path)
-    tok = _tokenizer(ds.vocab.tokens)
-    cfg = GPT2Config(vocab_size=len(ds.vocab), n_positions=16, n_embd=32, n_layer=1, n_head=2,
-                     bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(cfg)
-    train = ds.table("train").to_pylist()
-    seqs = [r["input_ids"] + r["target_ids"] + [2] for r in train]
-    width = max(map(len, seqs))
-    x = torch.zeros(len(seqs), width, dtype=torch.long)
-    labels = torch.full((len(seqs), width), -100)
-    for i, s in enumerate(seqs):
-        x[i, : len(s)] = torch.tensor(s)
-        labels[i, len(s) - 2: len(s)] = torch.tensor(s[-2:])
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
-    for _ in range(60):
-        loss = model(input_ids=x, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    path = tmp_path_factory.mktemp("hf") / "tiny-gpt2"
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return tiny_gpt2(load(ds_path), tmp_path_factory.mktemp("hf") / "tiny-gpt2", n_positions=16, steps=60)
 
 
 def _greedy_one(model, tok, prompt: str, steps: int) -> str:

@@ -156,6 +156,11 @@ def test_score_answer_agrees_with_the_evaluator(on_disk):
     conv = [[{"role": "assistant", "content": f"{r['answer']} "}] for r in rows[:2]]
     assert reward(conv + ["wrong"], answer=[r["answer"] for r in rows[:3]], prompt=["p"] * 3) == [1.0, 1.0, 0.0]
     assert benchgen.verl_compute_score("benchgen/khop", r["answer"] + "\n", r["answer"]) == 1.0
+    for norm in (Normalization(), Normalization(casefold=True), Normalization(strip=False)):
+        batch = benchgen.reward_function(norm)(preds, answer=[r["answer"] for r in rows])
+        assert batch == [benchgen.score_answer(p, r, normalization=norm) for p, r in zip(preds, rows)]
+    with pytest.raises(BenchgenError, match="2 completions but 1 answers"):
+        reward(["a", "b"], answer=["a"])
 
 
 def _plugin_site(root: Path) -> Path:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from benchgen.evaluators.lm_eval import export_lm_eval, import_samples
+from benchgen.evaluators.testing import tiny_gpt2
 from benchgen.tasks import khop
 from click.testing import CliRunner
 
@@ -291,34 +292,7 @@ def test_fewshot_examples_are_stable_per_seed(lm_run):
 # --- real `lm_eval --model hf` on a tiny local checkpoint agrees row for row with `--model hf:` -------
 def _tiny_hf(ds, path: Path) -> Path:
     """A 1-layer GPT-2 with a word-level tokenizer over the dataset vocab, trained a few steps."""
-    import torch
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    tk = Tokenizer(models.WordLevel({t: i for i, t in enumerate(ds.vocab.tokens)}, unk_token="<pad>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("<[^>]*>"), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
-    cfg = GPT2Config(vocab_size=len(ds.vocab), n_positions=64, n_embd=32, n_layer=1, n_head=2,
-                     bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(cfg)
-    seqs = [r["input_ids"] + r["target_ids"] + [2] for r in ds.table("train").to_pylist()]
-    width = max(map(len, seqs))
-    x = torch.zeros(len(seqs), width, dtype=torch.long)
-    labels = torch.full((len(seqs), width), -100)
-    for i, s in enumerate(seqs):
-        x[i, : len(s)] = torch.tensor(s)
-        labels[i, len(s) - 2: len(s)] = torch.tensor(s[-2:])
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
-    for _ in range(40):
-        loss = model(input_ids=x, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return tiny_gpt2(ds, path, n_positions=64, steps=40)
 
 
 @pytest.mark.slow  # ~40 s on 2 busy cores (lm-eval + transformers start-up): python -m pytest -m slow

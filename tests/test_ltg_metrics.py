@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from benchgen.evaluators import MetricSettings, evaluate, score
 from benchgen.evaluators.metrics import depth_reach, overthinking, t_first
-from benchgen.evaluators.results import cells_from_records
-from benchgen.evaluators.scoring import wilson
-from benchgen.evaluators.testing import toy_dataset
+from benchgen.evaluators.testing import metric_cells, toy_dataset
 
-
-def make_cells(rows):
-    """rows: (split, depth, loops, n, correct) -> cells DataFrame as scoring produces it."""
-    recs = []
-    for split, depth, loops, n, c in rows:
-        lo, hi = wilson(np.array([c]), np.array([n]))
-        recs.append({"split": split, "depth": depth, "loops": loops, "n": n, "correct": c,
-                     "accuracy": c / n, "ci_low": float(lo[0]), "ci_high": float(hi[0])})
-    return cells_from_records(recs)
+make_cells = metric_cells
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from benchgen.evaluators import MetricSettings, evaluate, score
@@ -14,21 +13,11 @@ from benchgen.evaluators.metrics import (
     overthinking,
     per_split,
 )
-from benchgen.evaluators.results import cells_from_records
-from benchgen.evaluators.scoring import wilson
-from benchgen.evaluators.testing import toy_dataset
+from benchgen.evaluators.testing import metric_cells, toy_dataset
 
 from benchgen.errors import BenchgenError
 
-
-def make_cells(rows):
-    """rows: (split, depth, loops, n, correct) -> cells DataFrame as scoring produces it."""
-    recs = []
-    for split, depth, loops, n, c in rows:
-        lo, hi = wilson(np.array([c]), np.array([n]))
-        recs.append({"split": split, "depth": depth, "loops": loops, "n": n, "correct": c,
-                     "accuracy": c / n, "ci_low": float(lo[0]), "ci_high": float(hi[0])})
-    return cells_from_records(recs)
+make_cells = metric_cells
 
 
 EXTRAP = [("test_id", 1, None, 10, 10), ("test_id", 2, None, 10, 9),
