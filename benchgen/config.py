@@ -198,6 +198,8 @@ def check_size(cfg: Any) -> None:
     ratio = d.get("inferred_ratio")
     inferred = int(ratio * triples) if isinstance(ratio, (int, float)) and math.isfinite(ratio) else 0
     rows = n_cells * max(0, per) + triples + inferred
+    if hasattr(cfg, "estimated_rows"):  # a task that knows its split sizes estimates them itself
+        rows = cfg.estimated_rows()
     max_d = max([1, *depths])
     per_row = max(max_d * (max([1, *digits]) + 1), max([1, *lengths]), max_d) + 4
     tokens = rows * per_row

@@ -16,8 +16,15 @@ reasoning-gym pins packages that fight benchgen's dev extras, so it can live in 
 ``--rg-python /path/to/venv/bin/python`` (default: this interpreter). When it cannot be imported the
 script says so and skips only those ratios.
 
+``--scale 1000000,3000000,10000000`` then times khop at those sizes (the ``ltg-depth`` graph, train
+hops 4-40, test hops 41-44, ``train-per-hop`` sized to the row count) at ``--workers 1`` and ``2``,
+one process each, with peak RSS: time should grow linearly and RSS stay under 2 GiB. The first row,
+``python -c "import numpy, pyarrow, pyarrow.parquet, click"``, is the floor no generator that writes
+parquet from Python can go below.
+
 Usage: ``python benchmarks/generate.py [--only khop,addition,induction] [--repeats 3]
-[--rg-python PY] [--workers N] [--check]`` (``--check`` exits 1 when a target is missed).
+[--rg-python PY] [--workers N] [--scale ROWS,...] [--check]`` (``--check`` exits 1 when a target is
+missed).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1 << 30
+SCALE_FIXED_ROWS = 2_000 + 37 * 1_500 + 4 * 750  # atomics, valid + test_id per train hop, test_depth
 
 RG_CODE = (
     "import sys, reasoning_gym\n"
@@ -98,7 +106,8 @@ def main() -> int:
     ap.add_argument("--rg-items", type=int, default=100_000, help="reasoning-gym items per baseline process")
     ap.add_argument("--rg-python", default=sys.executable, help="interpreter that has reasoning-gym")
     ap.add_argument("--repeats", type=int, default=3, help="best of this many processes per figure")
-    ap.add_argument("--workers", type=int, default=None, help="pass --workers N to benchgen generate khop")
+    ap.add_argument("--workers", type=int, default=None, help="pass --workers N to benchgen generate")
+    ap.add_argument("--scale", default="", help="comma-separated khop row counts to time at workers 1 and 2")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -114,6 +123,8 @@ def main() -> int:
           "one run\n")
     print("| what | rows | s | rows/s | peak RSS / ratio | target |")
     print("|---|---:|---:|---:|---|---|")
+    _, floor, _ = run_process([sys.executable, "-c", "import numpy, pyarrow, pyarrow.parquet, click"], args.repeats)
+    print(f"| floor: `python -c 'import numpy, pyarrow, pyarrow.parquet, click'` | 0 | {floor:.2f} | – | | |")
     rg = {}
     for name in ("family_relationships", "basic_arithmetic"):
         got = rg_rate(args.rg_python, name, args.rg_items, args.repeats)
@@ -140,7 +151,7 @@ def main() -> int:
         for task, preset, base, target in jobs:
             out = Path(tmp) / f"{task}-{preset}"
             cmd = benchgen_cmd() + ["generate", task, "--preset", preset, "--out", str(out),
-                                    *(workers if task == "khop" else [])]
+                                    *workers]
             _, dt, rss = run_process(cmd, args.repeats, before=lambda o=out: shutil.rmtree(o, ignore_errors=True))
             n = rows_written(out)
             if base is None:
@@ -156,6 +167,17 @@ def main() -> int:
                 an = int(outp.strip().splitlines()[-1])
                 row("LTG-style plain Python (`ltg_style_generate.py`)", an, adt,
                     f"{arss / GIB:.2f} GiB; benchgen is {(n / dt) / (an / adt):.1f}x")
+        for rows in [int(x) for x in args.scale.split(",") if x.strip()]:
+            per_hop = max(1, round((rows - SCALE_FIXED_ROWS) / 37))
+            for w in (1, 2):
+                out = Path(tmp) / f"scale-{rows}-{w}"
+                cmd = benchgen_cmd() + ["generate", "khop", "--preset", "ltg-depth", "--train-hops", "4-40",
+                                        "--test-hops", "41-44", "--train-per-hop", str(per_hop),
+                                        "--out", str(out), "--workers", str(w), "--no-progress"]
+                _, dt, rss = run_process(cmd, 1)
+                n = rows_written(out)
+                shutil.rmtree(out)
+                row(f"khop scale, --workers {w}", n, dt, f"{rss / GIB:.2f} GiB", "< 2 GiB", rss < 2 * GIB)
     print(f"\n{len(missed)} target(s) missed: {', '.join(missed)}" if missed else "\nall measured targets met")
     return 1 if (args.check and missed) else 0
 

@@ -10,6 +10,7 @@ duplicate (id, loops), missing ids) happen in :mod:`evaluators.scoring`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,13 @@ FINGERPRINT_KEY = b"benchgen.dataset_fingerprint"
 FINGERPRINT_COLUMN = "dataset_fingerprint"
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl",
            ".ndjson": "jsonl", ".csv": "csv"}
+# Streaming (bounded memory for 10M-row predictions): inputs with at least STREAM_ABOVE_ROWS rows
+# (or JSONL/CSV files of at least STREAM_ABOVE_BYTES) are read and validated in batches of
+# STREAM_BATCH_ROWS rows; JSONL is parsed JSONL_BLOCK_BYTES of whole lines at a time.
+STREAM_ABOVE_ROWS = 1_000_000
+STREAM_ABOVE_BYTES = 64 << 20
+STREAM_BATCH_ROWS = 1 << 20
+JSONL_BLOCK_BYTES = 64 << 20
 
 
 def file_format(path: str | Path) -> str:
@@ -258,3 +266,155 @@ def _write_jsonl(table: pa.Table, path: str) -> None:
     text = table.to_pandas().to_json(orient="records", lines=True, force_ascii=False)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text if text.endswith("\n") or not text else text + "\n")
+
+
+class StreamFallback(Exception):
+    """Internal: streamed predictions need the whole-table reader (a problem to report, or a rule across batches)."""
+
+
+def is_large(source) -> bool:
+    """Whether predictions are big enough to stream (small ones are read whole, as before)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        fmt = FORMATS.get(path.suffix.lower())
+        if fmt is None or not path.is_file():
+            return False  # the whole-table reader reports it
+        if fmt != "parquet":
+            return path.stat().st_size >= STREAM_ABOVE_BYTES
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows >= STREAM_ABOVE_ROWS
+        except (pa.ArrowException, OSError, ValueError):
+            return False
+    if isinstance(source, (pa.Table, pa.RecordBatch)):
+        return source.num_rows >= STREAM_ABOVE_ROWS
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        return False
+    return isinstance(source, pd.DataFrame) and len(source) >= STREAM_ABOVE_ROWS
+
+
+def iter_predictions(source, fingerprint: str | None = None) -> Iterator[pa.Table]:
+    """Validated predictions in tables of at most STREAM_BATCH_ROWS rows; files are read a block at a time.
+
+    Each batch passes :func:`validate_predictions`. Whatever needs the whole input (any problem to
+    report, loops or token ids in some batches only, the fingerprint) raises :class:`StreamFallback`:
+    the caller then uses :func:`load_predictions`, which reports exactly as it always has.
+    """
+    meta_fp, raw, from_file = _open_stream(source)
+    if fingerprint is not None and meta_fp is not None and meta_fp != fingerprint:
+        raise StreamFallback("fingerprint")
+    column_fps: set = set()
+    rows, has_loops, token_ids = 0, None, None
+    try:
+        for table in _rebatch(raw):
+            if from_file and meta_fp is None:
+                if FINGERPRINT_COLUMN in table.column_names:
+                    column_fps.update(pc.unique(table.column(FINGERPRINT_COLUMN).cast(pa.string())).to_pylist())
+                else:
+                    column_fps.add(None)  # a JSONL block without the key: null fingerprints
+            out = validate_predictions(table, source="predictions")
+            loops, tok = "loops" in out.column_names, pa.types.is_list(out.schema.field("prediction").type)
+            if has_loops is None:
+                has_loops, token_ids = loops, tok
+            elif (loops, tok) != (has_loops, token_ids):
+                raise StreamFallback("batches disagree on loops or prediction type")
+            rows += out.num_rows
+            yield out
+    except (BenchgenError, pa.ArrowException, OSError, ValueError) as e:
+        raise StreamFallback(str(e)) from None
+    if rows == 0:
+        raise StreamFallback("no rows")
+    if column_fps and column_fps != {None}:
+        values = list(column_fps)
+        if len(values) != 1 or not values[0]:
+            raise StreamFallback("fingerprint column")
+        if fingerprint is not None and values[0] != fingerprint:
+            raise StreamFallback("fingerprint")
+
+
+def _open_stream(source) -> tuple[str | None, Iterable, bool]:
+    """(fingerprint in the schema metadata, raw batches or tables, whether it is a file) for a source."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        fmt = FORMATS.get(path.suffix.lower())
+        if fmt is None or not path.is_file():
+            raise StreamFallback("not a readable predictions file")
+        try:
+            if fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                pf = pq.ParquetFile(path)
+                meta = pf.schema_arrow.metadata or {}
+                fp = meta[FINGERPRINT_KEY].decode("utf-8", "replace") if FINGERPRINT_KEY in meta else None
+                return fp, pf.iter_batches(batch_size=STREAM_BATCH_ROWS), True
+            if fmt == "jsonl":
+                return None, _jsonl_blocks(path), True
+            import pyarrow.csv as pcsv
+
+            types = {"id": pa.string(), "prediction": pa.string(), FINGERPRINT_COLUMN: pa.string()}
+            return None, pcsv.open_csv(path, convert_options=pcsv.ConvertOptions(
+                column_types=types, strings_can_be_null=False)), True
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise StreamFallback(str(e)) from None
+    if isinstance(source, pa.Table):
+        meta = source.schema.metadata or {}
+        fp = meta[FINGERPRINT_KEY].decode("utf-8", "replace") if FINGERPRINT_KEY in meta else None
+        return fp, [source], False
+    if isinstance(source, pa.RecordBatch):
+        return None, [source], False
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if pd is not None and isinstance(source, pd.DataFrame):
+        return None, [pa.Table.from_pandas(source, preserve_index=False)], False
+    raise StreamFallback("not a streamable source")
+
+
+def _jsonl_blocks(path: Path) -> Iterator[pa.Table]:
+    """Parse a JSON Lines file JSONL_BLOCK_BYTES of whole lines at a time (one record never spans lines)."""
+    import pyarrow.json as pj
+
+    rest = b""
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(JSONL_BLOCK_BYTES)
+            if not block:
+                break
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                rest += block
+                continue
+            chunk, rest = rest + block[:cut + 1], block[cut + 1:]
+            if chunk.strip():
+                yield pj.read_json(pa.BufferReader(chunk))
+    if rest.strip():
+        yield pj.read_json(pa.BufferReader(rest))
+
+
+def _rebatch(raw: Iterable) -> Iterator[pa.Table]:
+    """Regroup record batches or tables into non-empty tables of at most STREAM_BATCH_ROWS rows."""
+    size = max(int(STREAM_BATCH_ROWS), 1)
+    pending: list[pa.Table] = []
+    rows = 0
+    for item in raw:
+        table = pa.Table.from_batches([item]) if isinstance(item, pa.RecordBatch) else item
+        if pending and not table.schema.equals(pending[0].schema):
+            yield pa.concat_tables(pending)
+            pending, rows = [], 0
+        for off in range(0, table.num_rows, size):
+            piece = table.slice(off, size)
+            take = min(piece.num_rows, size - rows)
+            pending.append(piece.slice(0, take))
+            rows += take
+            if rows == size:
+                yield pa.concat_tables(pending)
+                pending, rows = [], 0
+            if take < piece.num_rows:
+                pending.append(piece.slice(take))
+                rows = piece.num_rows - take
+    if rows:
+        yield pa.concat_tables(pending)

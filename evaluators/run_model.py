@@ -143,7 +143,7 @@ def run_model(dataset: Dataset, adapter, *, splits: Sequence[str] | None = None,
 
     Returns the validated predictions table (all-null optional columns dropped).
     """
-    from tqdm.auto import tqdm
+    from benchgen.progress import bar as progress_bar
 
     if batch_size < 1:
         raise BenchgenError(f"--batch-size: expected a positive integer, got {batch_size}")
@@ -157,7 +157,7 @@ def run_model(dataset: Dataset, adapter, *, splits: Sequence[str] | None = None,
         raise BenchgenError(f"model {adapter.name}: does not support loops, but --loops was given")
     total = sum(min(dataset.manifest["splits"][s]["rows"], limit or 1 << 62) for s in splits)
     parts: list[pa.Table] = []
-    with tqdm(total=total, unit="ex", desc=str(adapter.name), disable=not progress) as bar:
+    with progress_bar(total, str(adapter.name), "ex", progress) as bar:
         for split in splits:
             left = limit if limit is not None else 1 << 62
             for rb in dataset.iter_batches(split, batch_size=batch_size, columns=list(MODEL_VISIBLE + TARGET_COLUMNS)):

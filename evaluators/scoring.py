@@ -8,6 +8,7 @@ answers are compared as codes into the set of normalised answers, and cells
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
@@ -15,7 +16,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from benchgen.evaluators.predictions import FLOAT_COLUMNS, load_predictions
+from benchgen.evaluators import predictions as predictions_mod
+from benchgen.evaluators.predictions import (
+    FLOAT_COLUMNS,
+    StreamFallback,
+    is_large,
+    iter_predictions,
+    load_predictions,
+)
 
 from benchgen.dataset import Dataset, load
 from benchgen.errors import BenchgenError, DatasetError
@@ -182,10 +190,21 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
     other splits are ignored (and counted in ``coverage``). Unknown ids, duplicate (id, loops)
     pairs, non-integer loops and — unless ``allow_missing`` — scored examples without a
     prediction (or missing some loop count of the sweep) raise BenchgenError.
+
+    Large inputs (see :func:`is_large`) are streamed: read, validated, joined and compared one
+    batch at a time against an index of the dataset's ids, keeping only numeric arrays per row.
     """
     ds = resolve_dataset(dataset)
     norm = normalization or Normalization()
-    preds = load_predictions(predictions, fingerprint=ds.fingerprint)
+    scan = None
+    if is_large(predictions) and (splits is None or (splits and all(s in ds.splits for s in splits))):
+        wanted = None if splits is None else {ds.splits.index(s) for s in splits}
+        try:
+            scan = _scan(ds, iter_predictions(predictions, ds.fingerprint), _IdIndex(ds), wanted, norm)
+        except (StreamFallback, DatasetError):
+            scan = None  # the whole-table path below reports the problem exactly as it always has
+    if scan is None:
+        preds = load_predictions(predictions, fingerprint=ds.fingerprint)
     if splits is not None:
         splits = list(dict.fromkeys(splits))
         for s in splits:
@@ -193,34 +212,46 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
                 raise DatasetError(f"split '{s}': not in dataset {ds.path} (has: {', '.join(ds.splits)})")
         if not splits:
             raise BenchgenError("splits: empty list (give at least one split to score)")
+    if scan is None:
+        gidx, sizes = _dataset_rows(ds, preds.column("id").combine_chunks())
+        wanted = None if splits is None else {ds.splits.index(s) for s in splits}
+        scan = _scan(ds, _slices(preds), _KnownRows(gidx, sizes), wanted, norm)
+        del preds, gidx
 
     # 1. every dataset id, split by split (unknown ids vs ids in splits we do not score)
-    gidx, sizes = _dataset_rows(ds, preds.column("id").combine_chunks())
+    sizes = scan.sizes
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    unknown = gidx < 0
-    if unknown.any():
-        bad = preds.column("id").combine_chunks().filter(pa.array(unknown)).cast(pa.string())
-        raise BenchgenError(f"predictions: {int(unknown.sum())} row(s) have ids that are not in dataset "
-                            f"{ds.path} (e.g. {_examples(bad.to_numpy(zero_copy_only=False))})")
-    row_split_all = (np.searchsorted(bounds, gidx, side="right") - 1).astype(np.int64)
+    if scan.unknown:
+        raise BenchgenError(f"predictions: {scan.unknown} row(s) have ids that are not in dataset "
+                            f"{ds.path} (e.g. {_examples(np.array(scan.unknown_examples, dtype=object))})")
+    row_split_all = scan.row_split
     if splits is None:
         hit = np.bincount(row_split_all, minlength=len(ds.splits)) > 0
         splits = [s for s, h in zip(ds.splits, hit) if h]
     codes = [ds.splits.index(s) for s in splits]
 
     # 2. map dataset row -> scored example index; drop rows of unscored splits
-    to_scored = np.full(int(bounds[-1]), -1, dtype=np.int64)
+    shift = np.zeros(len(ds.splits), dtype=np.int64)  # scored example index = dataset row - shift[split]
+    scored_split = np.zeros(len(ds.splits), dtype=bool)
     offset = 0
     for c in codes:
-        to_scored[bounds[c]:bounds[c + 1]] = np.arange(offset, offset + sizes[c])
+        shift[c] = bounds[c] - offset
+        scored_split[c] = True
         offset += int(sizes[c])
-    row_example = to_scored[gidx]
-    keep = row_example >= 0
+    keep = scored_split[row_split_all]
     n_ignored = int((~keep).sum())
     all_kept = n_ignored == 0
+    row_example = scan.gidx
+    row_example -= shift[row_split_all]
+    del row_split_all
+    scan.row_split = scan.gidx = None
+    correct, row_loops, extras = scan.correct, scan.loops, scan.extras
     if not all_kept:
         row_example = row_example[keep]
-        preds = preds.filter(pa.array(keep))
+        correct = correct[keep]
+        row_loops = row_loops[keep] if row_loops is not None else None
+        extras = {k: v[keep] for k, v in extras.items()}
+    del keep
     n_ex = offset
     example_split = np.repeat(np.arange(len(splits), dtype=np.int8), sizes[codes])
 
@@ -228,14 +259,10 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
         return pa.concat_arrays([ds.table(s, columns=["id"]).column("id").combine_chunks().cast(pa.string())
                                  for s in splits])
 
-    token_ids = pa.types.is_list(preds.schema.field("prediction").type)
-    needed = ["depth", "target_ids"] if token_ids else ["depth", "answer"]
-    ex_tables = [ds.table(s, columns=needed) for s in splits]
-    ex_table = pa.concat_tables(ex_tables)
-    example_depth = ex_table.column("depth").to_numpy().astype(np.int32)
+    token_ids = scan.token_ids
+    example_depth = scan.answers.depths(codes)
 
     # 3. loops, duplicates and completeness of the (example, loops) grid
-    row_loops = preds.column("loops").to_numpy() if "loops" in preds.column_names else None
     if row_loops is not None and not len(row_loops):
         row_loops = None  # every row was for an unscored split
     if row_loops is not None:
@@ -278,17 +305,7 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
                                 f"pass --allow-missing to score what is there")
     coverage["complete_grid"] = bool(complete)
 
-    # 4. correctness
-    if token_ids:
-        correct = _compare_token_ids(preds.column("prediction").combine_chunks(),
-                                     ex_table.column("target_ids").combine_chunks(), row_example)
-    else:
-        correct = _compare_text(preds.column("prediction").combine_chunks(),
-                                ex_table.column("answer").combine_chunks(), row_example, norm)
-    extras = {}
-    for name in FLOAT_COLUMNS:
-        if name in preds.column_names:
-            extras[name] = pc.fill_null(preds.column(name), np.nan).to_numpy().astype(np.float64)
+    # 4. correctness (decided batch by batch during the scan)
     coverage["normalization"] = norm.to_json(token_ids)
     scored = Scored(splits=list(splits), example_split=example_split, example_depth=example_depth,
                     row_example=row_example, row_loops=row_loops, correct=correct, extras=extras,
@@ -296,6 +313,369 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
     if row_loops is not None:
         scored.__dict__["loop_codes"] = (loop_values, loop_code)  # computed above; seed the cache
     return scored
+
+
+@dataclass
+class _ScanResult:
+    """Per-prediction-row arrays gathered batch by batch (the input to the old whole-table steps)."""
+
+    sizes: np.ndarray                 # rows per dataset split
+    gidx: np.ndarray | None           # int64 dataset row per prediction row (over all splits in order)
+    row_split: np.ndarray | None      # int16 dataset split code per row (-1: unknown id)
+    correct: np.ndarray               # bool per row (False for rows of splits not scored)
+    loops: np.ndarray | None          # int32 per row, None for a model without loops
+    extras: dict[str, np.ndarray]     # margin/entropy/kl_prev as float64, NaN = null
+    token_ids: bool
+    unknown: int                      # rows whose id is not in the dataset
+    unknown_examples: list[str]       # the first three such ids, in prediction order
+    answers: _Answers
+
+
+def _scan(ds, batches, rows_of, wanted: set[int] | None, norm: Normalization) -> _ScanResult:
+    """Join, compare and collect every validated predictions batch, keeping only numeric arrays per row.
+
+    ``rows_of`` maps a batch's ids to dataset rows (-1 = unknown) and knows the split sizes;
+    ``wanted`` holds the split codes to compare (None: every split with a prediction).
+    """
+    sizes = rows_of.sizes
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    parts: dict[str, list] = {"gidx": [], "split": [], "correct": [], "loops": []}
+    extra_parts: dict[str, list] = {}
+    n_rows, unknown, examples = 0, 0, []
+    answers = None
+    for batch in batches:
+        n = batch.num_rows
+        ids = _one_chunk(batch.column("id"))
+        pred = _one_chunk(batch.column("prediction"))
+        if answers is None:
+            answers = _Answers(ds, pa.types.is_list(pred.type), norm)
+        g = rows_of(ids)
+        split = np.searchsorted(bounds, g, side="right") - 1
+        bad = g < 0
+        if bad.any():
+            split[bad] = -1
+            unknown += int(bad.sum())
+            if len(examples) < 3:
+                bad_ids = ids.filter(pa.array(bad)).slice(0, 3 - len(examples)).cast(pa.string())
+                examples += [str(x) for x in bad_ids.to_pylist()]
+        correct = np.zeros(n, dtype=bool)
+        per_split = np.bincount(split + 1, minlength=len(sizes) + 1)[1:]
+        for c in np.flatnonzero(per_split):
+            if wanted is not None and int(c) not in wanted:
+                continue
+            if per_split[c] == n:
+                correct = answers.compare(int(c), pred, g - bounds[c])
+            else:
+                at = np.flatnonzero(split == c)
+                correct[at] = answers.compare(int(c), pred.take(pa.array(at)), g[at] - bounds[c])
+        parts["gidx"].append(g)
+        parts["split"].append(split.astype(np.int16 if len(sizes) < 2**15 else np.int64))
+        parts["correct"].append(correct)
+        if "loops" in batch.column_names:
+            parts["loops"].append(_one_chunk(batch.column("loops")).to_numpy().astype(np.int32, copy=False))
+        for name in FLOAT_COLUMNS:
+            if name in batch.column_names:
+                col = pc.fill_null(_one_chunk(batch.column(name)), np.nan).to_numpy().astype(np.float64)
+                extra_parts.setdefault(name, [np.full(r, np.nan) for r in _batch_rows(parts)[:-1]]).append(col)
+        for lst in extra_parts.values():
+            if len(lst) < len(parts["gidx"]):
+                lst.append(np.full(n, np.nan))
+        n_rows += n
+    if answers is None:
+        raise StreamFallback("no rows")
+    gidx = _concat(parts.pop("gidx"), np.int64)
+    row_split = _concat(parts.pop("split"), np.int16 if len(sizes) < 2**15 else np.int64)
+    correct = _concat(parts.pop("correct"), bool)
+    loops = _concat(parts.pop("loops"), np.int32) if parts["loops"] else None
+    extras = {name: _concat(extra_parts.pop(name), np.float64) for name in FLOAT_COLUMNS if name in extra_parts}
+    return _ScanResult(sizes=sizes, gidx=gidx, row_split=row_split, correct=correct, loops=loops, extras=extras,
+                       token_ids=answers.token_ids, unknown=unknown, unknown_examples=examples, answers=answers)
+
+
+def _batch_rows(parts: dict[str, list]) -> list[int]:
+    """Rows of each batch gathered so far."""
+    return [len(g) for g in parts["gidx"]]
+
+
+def _concat(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    """One array from per-batch arrays, emptying the list as it goes (one copy alive at a time)."""
+    out = np.empty(sum(len(a) for a in arrays), dtype=dtype)
+    at = 0
+    while arrays:
+        a = arrays.pop(0)
+        out[at:at + len(a)] = a
+        at += len(a)
+    return out
+
+
+def _one_chunk(col) -> pa.Array:
+    """A column as one array (no copy when it already is one chunk)."""
+    if isinstance(col, pa.ChunkedArray):
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
+
+
+def _slices(table: pa.Table) -> Iterator[pa.Table]:
+    """A validated predictions table in zero-copy slices of STREAM_BATCH_ROWS rows."""
+    size = max(int(predictions_mod.STREAM_BATCH_ROWS), 1)
+    for off in range(0, table.num_rows, size):
+        yield table.slice(off, size)
+
+
+class _KnownRows:
+    """Dataset rows already joined for a whole table, handed out batch by batch in order."""
+
+    def __init__(self, gidx: np.ndarray, sizes: np.ndarray):
+        self.gidx, self.sizes, self.at = gidx, sizes, 0
+
+    def __call__(self, ids: pa.Array) -> np.ndarray:
+        out = self.gidx[self.at:self.at + len(ids)]
+        self.at += len(ids)
+        return out
+
+
+class _Answers:
+    """Per dataset split, read when first needed: depths and normalised answers (codes) or target ids."""
+
+    def __init__(self, ds, token_ids: bool, norm: Normalization):
+        self.ds, self.token_ids, self.norm = ds, token_ids, norm
+        self.needed = ["depth", "target_ids"] if token_ids else ["depth", "answer"]
+        self.loaded: dict[int, tuple] = {}
+        self.failed = False
+
+    def _load(self, code: int) -> tuple | None:
+        if code not in self.loaded:
+            try:
+                t = self.ds.table(self.ds.splits[code], columns=self.needed)
+            except DatasetError:
+                self.failed = True  # re-raised in split order by depths(), as the whole-table path did
+                return None
+            depth = t.column("depth").to_numpy().astype(np.int32)
+            if self.token_ids:
+                self.loaded[code] = (depth, t.column("target_ids").combine_chunks())
+            else:
+                enc = pc.dictionary_encode(t.column("answer"))
+                del t
+                if enc.num_chunks:
+                    values = self.norm.apply(enc.chunk(0).dictionary)
+                    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in enc.chunks])
+                else:
+                    values, codes = pa.array([], pa.string()), np.zeros(0, np.int32)
+                self.loaded[code] = (depth, (values, codes))
+        return self.loaded[code]
+
+    def compare(self, code: int, pred: pa.Array, rows: np.ndarray) -> np.ndarray:
+        """Correctness of predictions for rows ``rows`` of split ``code`` (False when it cannot be read)."""
+        got = self._load(code)
+        if got is None:
+            return np.zeros(len(pred), dtype=bool)
+        if self.token_ids:
+            return _compare_token_ids(pred, got[1], rows)
+        values, codes = got[1]
+        return _compare_text_rows(pred, values.take(pa.array(codes[rows])), self.norm)
+
+    def depths(self, codes: list[int]) -> np.ndarray:
+        """Depth of every example of the scored splits, in order (int32)."""
+        if self.failed:  # the first unreadable scored split raises, as reading them all at once did
+            for c in codes:
+                self.ds.table(self.ds.splits[c], columns=self.needed)
+        parts = []
+        for c in codes:
+            got = self._load(c)
+            if got is None:
+                self.ds.table(self.ds.splits[c], columns=self.needed)
+            parts.append(got[0])
+        return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+
+def _compare_text_rows(pred: pa.Array, answer: pa.Array, norm: Normalization) -> np.ndarray:
+    """Row-wise exact match of predictions with (already normalised) answers.
+
+    Same outcome as :func:`_compare_text`: normalisation is idempotent, so comparing the raw
+    prediction first and normalising only the mismatches decides norm(pred) == norm(answer).
+    """
+    same = pc.equal(pred, answer).to_numpy(zero_copy_only=False).copy()
+    if not norm.trivial:
+        miss = np.flatnonzero(~same)
+        if len(miss):
+            at = pa.array(miss)
+            same[miss] = pc.equal(norm.apply(pred.take(at)), answer.take(at)).to_numpy(zero_copy_only=False)
+    return same
+
+
+_HASH_SEED = np.uint64(0xCBF29CE484222325)
+_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+HASH_ROWS = 1 << 20  # strings hashed per step (bounds the temporary arrays)
+
+
+def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """int64 offsets (n + 1, into the data) and the uint8 data of a string or large_string array."""
+    bufs = arr.buffers()
+    off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    off = np.frombuffer(bufs[1], off_type)[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
+    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None and bufs[2].size else np.zeros(0, np.uint8)
+    return off, data
+
+
+def _hash_strings(arr: pa.Array) -> np.ndarray:
+    """A 64-bit hash per string (length-seeded FNV-1a over the bytes), vectorised over byte positions."""
+    off, data = _string_buffers(arr)
+    n = len(off) - 1
+    lens = np.diff(off)
+    h = _HASH_SEED ^ lens.astype(np.uint64)
+    if n == 0:
+        return h
+    width = int(lens.max())
+    if width == 0:
+        return h
+    if int(lens.min()) == width:  # fixed width (benchgen ids): byte columns of one matrix
+        m = data[off[0]:off[0] + n * width].reshape(n, width)
+        for k in range(width):
+            h ^= m[:, k]
+            h *= _HASH_MUL
+        return h
+    order = np.argsort(-lens, kind="stable")  # longest first: rows still going are a prefix
+    start = off[:-1][order]
+    hh = h[order]
+    live = np.searchsorted(-lens[order], -np.arange(width), side="left")  # rows longer than k
+    for k in range(width):
+        c = int(live[k])
+        hh[:c] ^= data[start[:c] + k]
+        hh[:c] *= _HASH_MUL
+    h[order] = hh
+    return h
+
+
+class _IdIndex:
+    """Every dataset id in one arrow array, with a sorted hash index for exact id -> row lookups.
+
+    A batch whose ids continue the dataset's order (a file written in dataset order, one loop
+    count of a loop-major sweep) is matched by one string comparison against the dataset's ids;
+    the rest are hashed, found by binary search and verified by string equality, so the join is
+    exact (the first dataset row holding the id, as ``pc.index_in`` gives). Memory: the ids plus
+    12-16 bytes per dataset row, whatever the number of predictions.
+    """
+
+    def __init__(self, ds):
+        data, offsets, sizes, total = [], [np.zeros(1, np.int64)], [], 0
+        for split in ds.splits:
+            n = 0
+            for batch in ds.iter_batches(split, batch_size=HASH_ROWS, columns=["id"]):
+                col = _one_chunk(batch.column(0))
+                if pa.types.is_dictionary(col.type):
+                    col = col.dictionary_decode()
+                col = col.cast(pa.large_string())
+                off, buf = _string_buffers(col)
+                data.append(buf[off[0]:off[-1]].copy())
+                offsets.append(off[1:] - off[0] + total)
+                total += int(off[-1] - off[0])
+                n += len(col)
+            sizes.append(n)
+        self.sizes = np.array(sizes, dtype=np.int64)
+        self.n = int(self.sizes.sum())
+        big = total >= 2**31 - 1
+        off = _concat(offsets, np.int64 if big else np.int32)
+        buf = _concat(data, np.uint8)
+        self.ids = pa.Array.from_buffers(pa.large_string() if big else pa.string(), self.n,
+                                         [None, pa.py_buffer(off), pa.py_buffer(buf)])
+        self.max_len = int(np.diff(off).max()) if self.n else 0
+        del off, buf
+        self.unique = self._sorted_splits()  # True: ids provably distinct; None: ask the hash index
+        self.sorted_h = self.order = None
+        self.next = 0
+
+    def _sorted_splits(self) -> bool | None:
+        """True when each split's ids increase strictly and the splits' id ranges do not overlap."""
+        bounds = np.concatenate([[0], np.cumsum(self.sizes)])
+        spans = []
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            if hi - lo > 1 and not pc.all(pc.less(self.ids.slice(lo, hi - lo - 1),
+                                                  self.ids.slice(lo + 1, hi - lo - 1))).as_py():
+                return None
+            if hi > lo:
+                spans.append((self.ids[lo].as_py(), self.ids[hi - 1].as_py()))
+        spans.sort()
+        return True if all(a[1] < b[0] for a, b in zip(spans, spans[1:])) else None
+
+    def _build_hash(self) -> None:
+        """Hash every dataset id and sort the hashes (built on the first id the order guess misses)."""
+        h = np.concatenate([_hash_strings(self.ids.slice(i, HASH_ROWS)) for i in range(0, self.n, HASH_ROWS)]) \
+            if self.n else np.zeros(0, np.uint64)
+        # stable unless the ids are known distinct: equal ids then sit in row order (first row first)
+        order = np.argsort(h, kind="quicksort" if self.unique else "stable")
+        self.sorted_h = h[order]
+        del h
+        self.order = order.astype(np.int32) if self.n < 2**31 else order
+        del order
+        if self.unique is None:  # no two ids share a hash, so none repeats
+            self.unique = not bool(np.any(self.sorted_h[1:] == self.sorted_h[:-1]))
+
+    def __call__(self, ids: pa.Array) -> np.ndarray:
+        """Dataset row (over all splits in order) of every id; -1 = not in the dataset."""
+        if pa.types.is_dictionary(ids.type):
+            return self(ids.dictionary)[ids.indices.to_numpy(zero_copy_only=False)]
+        ids = ids.cast(self.ids.type)
+        n = len(ids)
+        if n > 1:
+            same_next = pc.equal(ids.slice(1), ids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+            starts = np.flatnonzero(np.concatenate([[True], ~same_next]))
+            if len(starts) * 2 <= n:  # runs of one id (example-major sweeps): look up one per run
+                return np.repeat(self(ids.take(pa.array(starts))), np.diff(np.append(starts, n)))
+        rows = np.full(n, -1, dtype=np.int64)
+        if n == 0:
+            return rows
+        r0 = self.next
+        if not (r0 < self.n and ids[0].as_py() == self.ids[r0].as_py()):
+            r0 = int(self._hashed(ids.slice(0, 1))[0])
+        if self.unique is None:
+            self._build_hash()
+        todo = np.arange(n)
+        if self.unique and r0 >= 0:  # ids continuing the dataset's order: one comparison each
+            m = min(n, self.n - r0)
+            hit = pc.equal(ids.slice(0, m), self.ids.slice(r0, m)).to_numpy(zero_copy_only=False)
+            rows[:m][hit] = r0 + np.flatnonzero(hit)
+            todo = np.flatnonzero(rows < 0)
+        if len(todo) == n:
+            rows = self._hashed(ids)
+        elif len(todo):
+            rows[todo] = self._hashed(ids.take(pa.array(todo)))
+        self.next = int(rows[-1]) + 1 if rows[-1] >= 0 else 0
+        return rows
+
+    def _hashed(self, ids: pa.Array) -> np.ndarray:
+        """Rows of ids found through the hash index (exact: every candidate is compared as a string)."""
+        rows = np.full(len(ids), -1, dtype=np.int64)
+        if not self.n or not len(ids):
+            return rows
+        fits = np.flatnonzero(pc.less_equal(pc.binary_length(ids), self.max_len).to_numpy(zero_copy_only=False))
+        sub = ids if len(fits) == len(ids) else ids.take(pa.array(fits))  # longer ones are unknown
+        if not len(sub):
+            return rows
+        if self.sorted_h is None:
+            self._build_hash()
+        h = np.concatenate([_hash_strings(sub.slice(i, HASH_ROWS)) for i in range(0, len(sub), HASH_ROWS)])
+        by_hash = np.argsort(h)  # sorted needles: binary searches walk the index in order (cache friendly)
+        pos = np.empty(len(h), dtype=np.int64)
+        pos[by_hash] = np.searchsorted(self.sorted_h, h[by_hash])
+        del by_hash
+        todo = np.arange(len(sub))
+        found = np.full(len(sub), -1, dtype=np.int64)
+        step = 0
+        while len(todo):  # walk each run of equal hashes until the string matches
+            at = pos[todo] + step
+            inside = at < self.n
+            todo, at = todo[inside], at[inside]
+            same_h = self.sorted_h[at] == h[todo]
+            todo, at = todo[same_h], at[same_h]
+            if not len(todo):
+                break
+            cand = self.order[at].astype(np.int64)
+            eq = pc.equal(self.ids.take(pa.array(cand)), sub.take(pa.array(todo))).to_numpy(zero_copy_only=False)
+            found[todo[eq]] = cand[eq]
+            todo = todo[~eq]
+            step += 1
+        rows[fits] = found
+        return rows
 
 
 def _grid_counts(row_example: np.ndarray, loop_code: np.ndarray, n_ex: int,

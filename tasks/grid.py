@@ -19,7 +19,8 @@ never slip through (a rare false match only drops a row). Rows of different cell
 coincide (their token layouts differ), so no cross-cell check is needed.
 
 ``write_grid_dataset`` streams every split batch by batch into a DatasetWriter; train batches
-hold an equal share of every training cell, shuffled, so memory stays bounded.
+hold an equal share of every training cell, shuffled, so memory stays bounded. Large datasets
+sample and encode train on worker processes ("worker processes" below), byte-identically.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +37,9 @@ from benchgen import seeding
 from benchgen.errors import ConfigError
 from benchgen.schema import make_ids
 from benchgen.vocab import Vocab
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 Cell = tuple[int, int]
 BATCH_ROWS = 65536
@@ -124,7 +128,9 @@ class CellSampler(Protocol):
         """``m`` rows as arrays (first axis = rows); ``"key"`` is the row's integer token matrix."""
 
     def table(self, rows: dict[str, np.ndarray], cell: Cell, split: str) -> pa.Table:
-        """Arrow table of the rows: the task schema's columns after ``id`` (ids are added later)."""
+        """Arrow table of the rows: the task schema's columns after ``id`` (ids are added later).
+
+        Row-wise (a row's values depend on that row only): the worker path renders subsets of rows."""
 
 
 def check_population(sampler: CellSampler, cells: list[Cell], need: int, option: str, what: str) -> None:
@@ -180,6 +186,19 @@ def row_hash(key: np.ndarray) -> np.ndarray:
     return _mix(_mix(words ^ salt).sum(axis=1, dtype=np.uint64))
 
 
+def round_rows(need: int, attempt: int) -> int:
+    """Rows drawn in sampling round ``attempt`` while ``need`` rows are missing (a pure function, so a
+    worker process can draw a unit's first round before its rows are deduplicated)."""
+    # first round: a small margin (large cells rarely repeat); later rounds: twice the rest
+    want = need + need // 32 + 16 if attempt == 0 else 2 * need + 64
+    return min(BATCH_ROWS, max(want, 256))
+
+
+def distinct(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct row hashes of a round (sorted) and the index of each one's first row."""
+    return np.unique(row_hash(key), return_index=True)
+
+
 class UniqueCell:
     """Draws rows of one cell that never repeat any row drawn before through this object."""
 
@@ -189,32 +208,47 @@ class UniqueCell:
 
     def take(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         """``n`` new distinct rows (first-drawn order), each remembered so it is never drawn again."""
+        def draw(attempt: int, m: int) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+            rows = self.sampler.draw(rng, self.cell, m)
+            return rows, distinct(rows["key"])
+
+        parts = [{k: v[fresh] for k, v in rows.items()} for _, rows, fresh in self.rounds(n, draw)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def rounds(self, n: int, draw: Callable[[int, int], tuple[Any, tuple[np.ndarray, np.ndarray]]]
+               ) -> list[tuple[int, Any, np.ndarray]]:
+        """Sampling rounds until ``n`` new rows: ``draw(attempt, rows) -> (drawn, distinct(key))``; returns
+        (attempt, drawn, indices of its accepted rows) for each round that contributed (shared by
+        ``take`` and the worker path, whose first rounds were drawn in other processes)."""
         if n < 1:
             raise ValueError(f"take needs n >= 1, got {n}")
-        parts: list[dict[str, np.ndarray]] = []
+        out: list[tuple[int, Any, np.ndarray]] = []
         got = 0
         for attempt in range(MAX_ROUNDS):
             if got >= n:
                 break
-            # first round: a small margin (large cells rarely repeat); later rounds: twice the rest
-            want = (n - got) + (n - got) // 32 + 16 if attempt == 0 else 2 * (n - got) + 64
-            m = min(BATCH_ROWS, max(want, 256))
-            rows = self.sampler.draw(rng, self.cell, m)
-            h = row_hash(rows["key"])
-            _, first = np.unique(h, return_index=True)
-            first = np.sort(first)
-            if len(self.seen):
-                pos = np.minimum(np.searchsorted(self.seen, h[first]), len(self.seen) - 1)
-                first = first[self.seen[pos] != h[first]]
-            fresh = first[: n - got]
+            drawn, (u, first) = draw(attempt, round_rows(n - got, attempt))
+            fresh = self.accept(u, first, n - got)
             if len(fresh):
-                parts.append({k: v[fresh] for k, v in rows.items()})
-                self.seen = np.sort(np.concatenate([self.seen, h[fresh]]), kind="stable")
+                out.append((attempt, drawn, fresh))
                 got += len(fresh)
         if got < n:
             raise ConfigError(self.option, f"cell {self.cell[0]}x{self.cell[1]}: found only {len(self.seen):,} "
                               f"distinct rows after {MAX_ROUNDS} sampling rounds (asked more); lower the counts")
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return out
+
+    def accept(self, u: np.ndarray, first: np.ndarray, need: int) -> np.ndarray:
+        """Indices (in drawn order) of the first ``need`` rows of a round whose hashes are new, given
+        the round's ``distinct`` hashes ``u`` and first indices; remembers them."""
+        if len(self.seen):  # sorted queries: searchsorted walks ``seen`` forward (cache-friendly)
+            pos = np.minimum(np.searchsorted(self.seen, u), len(self.seen) - 1)
+            new = self.seen[pos] != u
+            u, first = u[new], first[new]
+        order = np.argsort(first)[:need]  # the earliest drawn
+        if len(order):
+            add = u[np.sort(order)]  # sorted, as u is
+            self.seen = np.insert(self.seen, np.searchsorted(self.seen, add), add)
+        return first[order]
 
 
 @dataclass
@@ -232,28 +266,43 @@ def plan_rows(total: int, parts: int) -> list[int]:
     return [base + (i < extra) for i in range(parts)]
 
 
+def add_ids(task: str, split: str, start: int, t: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``t`` with its ``id`` column (rows ``start..``) in front, as the dataset schema."""
+    return pa.Table.from_arrays([make_ids(task, split, start, t.num_rows), *t.columns], schema=schema)
+
+
+def train_plan(cells: list[Cell], counts: Counts) -> list[list[int]]:
+    """Rows of each training cell (in ``cells`` order) in each train batch: ``plan[b][i]``."""
+    n_batches = max(1, -(-counts.train * len(cells) // BATCH_ROWS))
+    shares = [plan_rows(counts.train, n_batches) for _ in cells]
+    return [[share[b] for share in shares] for b in range(n_batches)]
+
+
 def split_tables(task: str, grid: Grid, sampler: CellSampler, counts: Counts, seed: int, option: str,
-                 schema: pa.Schema, tick: Callable[[int], None]) -> Iterator[tuple[str, Iterator[pa.Table]]]:
-    """Yield (split, stream of tables) in write order; every table already carries its ids."""
+                 schema: pa.Schema, tick: Callable[[int], None],
+                 uniq: dict[Cell, UniqueCell] | None = None) -> Iterator[tuple[str, Iterator[pa.Table]]]:
+    """Yield (split, stream of tables) in write order; every table already carries its ids.
+
+    With ``uniq`` (the worker path, which wrote train itself) train is skipped and valid/test_id
+    continue from the rows those cells already hold."""
     cells = grid.train_cells()
-    uniq = {c: UniqueCell(sampler, c, option) for c in cells}
+    skip_train = uniq is not None
+    if uniq is None:
+        uniq = {c: UniqueCell(sampler, c, option) for c in cells}
 
     def with_ids(tables: Iterator[pa.Table], split: str) -> Iterator[pa.Table]:
         start = 0
         for t in tables:
-            ids = make_ids(task, split, start, t.num_rows)
-            start += t.num_rows
             tick(t.num_rows)
-            yield pa.Table.from_arrays([ids, *t.columns], schema=schema)
+            yield add_ids(task, split, start, t, schema)
+            start += t.num_rows
 
     def train() -> Iterator[pa.Table]:
-        n_batches = max(1, -(-counts.train * len(cells) // BATCH_ROWS))
-        shares = {c: plan_rows(counts.train, n_batches) for c in cells}
-        for b in range(n_batches):
+        for b, shares in enumerate(train_plan(cells, counts)):
             parts = []
-            for c in cells:
-                if shares[c][b]:
-                    rows = uniq[c].take(seeding.rng(seed, task, "train", c[0], c[1], b), shares[c][b])
+            for c, share in zip(cells, shares):
+                if share:
+                    rows = uniq[c].take(seeding.rng(seed, task, "train", c[0], c[1], b), share)
                     parts.append(sampler.table(rows, c, "train"))
             if parts:
                 yield shuffle_merge(parts, seeding.rng(seed, task, "train", "shuffle", b))
@@ -265,7 +314,7 @@ def split_tables(task: str, grid: Grid, sampler: CellSampler, counts: Counts, se
                 if m:
                     yield sampler.table(u.take(seeding.rng(seed, task, split, c[0], c[1], b), m), c, split)
 
-    plan = [("train", counts.train, cells, lambda: train()),
+    plan = [("train", 0 if skip_train else counts.train, cells, lambda: train()),
             ("valid", counts.valid, cells, lambda: per_cell("valid", cells, counts.valid, uniq)),
             ("test_id", counts.test, cells, lambda: per_cell("test_id", cells, counts.test, uniq)),
             ("test_systematic", counts.test, grid.systematic_cells(),
@@ -279,18 +328,22 @@ def split_tables(task: str, grid: Grid, sampler: CellSampler, counts: Counts, se
             yield split, with_ids(make(), split)
 
 
+def merge_perm(sizes: list[int], rng: np.random.Generator) -> np.ndarray:
+    """Input row (in concatenated order) of each output row of ``shuffle_merge`` for parts of ``sizes``."""
+    labels = rng.permutation(np.repeat(np.arange(len(sizes)), np.array(sizes)))
+    order = np.argsort(labels, kind="stable")  # output positions of part 0's rows, then part 1's, ...
+    perm = np.empty(len(labels), dtype=np.int64)
+    perm[order] = np.arange(len(labels))
+    return perm
+
+
 def shuffle_merge(parts: list[pa.Table], rng: np.random.Generator) -> pa.Table:
     """Concatenate ``parts`` in a uniformly random order of rows.
 
     Rows within a part are i.i.d., so a random interleaving that keeps each part's own row order
     has the distribution of a full shuffle, and its gather reads each part sequentially (a
     cache-friendly take, markedly faster than a random permutation for long list rows)."""
-    sizes = np.array([t.num_rows for t in parts])
-    labels = rng.permutation(np.repeat(np.arange(len(parts)), sizes))
-    order = np.argsort(labels, kind="stable")  # output positions of part 0's rows, then part 1's, ...
-    perm = np.empty(len(labels), dtype=np.int64)
-    perm[order] = np.arange(len(labels))
-    return pa.concat_tables(parts).take(perm)
+    return pa.concat_tables(parts).take(merge_perm([t.num_rows for t in parts], rng))
 
 
 def total_rows(grid: Grid, counts: Counts) -> int:
@@ -299,19 +352,234 @@ def total_rows(grid: Grid, counts: Counts) -> int:
             + (len(grid.systematic_cells()) + len(grid.interp_cells()) + len(grid.depth_cells())) * counts.test)
 
 
+# --- worker processes -----------------------------------------------------------------------------
+# The train split is cut into units that are pure functions of (config, seed, unit), so it is
+# byte-identical to the in-process stream above for any number of workers:
+# 1. ``draw_first_round`` (a worker per (cell, batch)): the unit's first sampling round from its own
+#    seeded stream, spilled to disk; returns the rows' hashes and the stream's state after the round.
+# 2. the main process deduplicates every cell's batches in order exactly as ``UniqueCell.take`` does,
+#    from hashes only (any later rounds continue the unit's stream here and are spilled too), then
+#    writes valid/test_id/the test cells in-process, since those depend on every train row seen.
+# 3. ``encode_train_shard`` (a worker per output shard): renders, shuffles and ids the batches the
+#    shard overlaps as the stream does (``render_batch``) and encodes them; the same values in the
+#    same arrow chunk layout give the same parquet bytes.
+# Below this many train rows worker processes cost more than they save: the in-process writer
+# already encodes shards on threads (~1.6 cores busy), and each spawned worker costs ~0.35 s of
+# imports; on 2 cores the pool only breaks even for p-hop at 0.3-1M rows and not yet for addition
+# at 3M, so every preset stays in-process and larger datasets use the pool (which scales with cores).
+MIN_PARALLEL_ROWS = 1_000_000
+
+
+def spill_name(cell: Cell, batch: int, attempt: int, key: str) -> str:
+    """File of one array of one sampling round of one (cell, train batch) unit in the spill directory."""
+    return f"{cell[0]}x{cell[1]}-{batch:06d}-{attempt:04d}-{key}.npy"
+
+
+def save_rows(spill: Path, cell: Cell, batch: int, attempt: int, rows: dict[str, np.ndarray]) -> None:
+    """Spill one sampling round as raw .npy files (one per array: no archive to compress or checksum)."""
+    for k, v in rows.items():
+        np.save(spill / spill_name(cell, batch, attempt, k), v)
+
+
+def draw_first_round(sampler: CellSampler, cell: Cell, m: int, seed: int, task: str, batch: int,
+                     spill: Path) -> tuple[tuple[np.ndarray, np.ndarray], dict, tuple[str, ...]]:
+    """Phase 1 (worker): draw round 0 of train unit (cell, batch) and spill it; returns its
+    ``distinct`` hashes, the stream's state after the round and the names of the drawn arrays."""
+    rng = seeding.rng(seed, task, "train", cell[0], cell[1], batch)
+    rows = sampler.draw(rng, cell, m)
+    save_rows(spill, cell, batch, 0, rows)
+    return distinct(rows["key"]), rng.bit_generator.state, tuple(rows)
+
+
+def load_rows(spill: Path, cell: Cell, batch: int, keys: tuple[str, ...],
+              picks: list[tuple[int, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The accepted rows of one unit: ``picks`` = (round, accepted indices), gathered as ``take`` returns them."""
+    parts = [{k: np.load(spill / spill_name(cell, batch, attempt, k), mmap_mode="r")[fresh] for k in keys}
+             for attempt, fresh in picks]
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+
+
+def continue_unit(sampler: CellSampler, cell: Cell, batch: int, d0: tuple[np.ndarray, np.ndarray], m0: int,
+                  state: dict, spill: Path) -> Callable[[int, int], tuple[None, tuple[np.ndarray, np.ndarray]]]:
+    """``UniqueCell.rounds``'s draw for a unit whose round 0 (``m0`` rows) a worker drew (``distinct``
+    hashes ``d0``, stream ``state`` after it): later rounds continue that stream here, spilled too."""
+    rng: list[np.random.Generator] = []
+
+    def draw(attempt: int, m: int) -> tuple[None, tuple[np.ndarray, np.ndarray]]:
+        if attempt == 0:
+            if m != m0:
+                raise AssertionError(f"round 0 of unit {cell}/{batch}: drew {m0} rows, expected {m}")
+            return None, d0
+        if not rng:
+            rng.append(np.random.Generator(np.random.PCG64()))
+            rng[0].bit_generator.state = state
+        rows = sampler.draw(rng[0], cell, m)
+        save_rows(spill, cell, batch, attempt, rows)
+        return None, distinct(rows["key"])
+
+    return draw
+
+
+@dataclass
+class TrainBatch:
+    """One train batch: its index, first row in the split, row count, the names of the sampler's
+    arrays and, per contributing cell, the accepted (round, indices)."""
+
+    index: int
+    start: int
+    rows: int
+    keys: tuple[str, ...]
+    picks: list[tuple[Cell, list[tuple[int, np.ndarray]]]]
+
+
+def render_batch(task: str, sampler: CellSampler, schema: pa.Schema, seed: int, bt: TrainBatch, spill: Path,
+                 a: int, b: int) -> pa.Table:
+    """Rows ``a..b-1`` of train batch ``bt`` with their ids, equal to the in-process stream's batch sliced.
+
+    A whole batch is rendered exactly as the stream does. Part of one (a batch that straddles two
+    shards) renders only the rows its slice takes: ``table`` is row-wise and ``take`` with one index
+    array returns one chunk, so values and chunk layout match the sliced whole (checked: else the
+    whole batch is rendered and sliced)."""
+    rows = [load_rows(spill, c, bt.index, bt.keys, picks) for c, picks in bt.picks]
+    rng = seeding.rng(seed, task, "train", "shuffle", bt.index)
+    if (a, b) != (0, bt.rows):
+        perm = merge_perm([len(r["key"]) for r in rows], rng)[a:b]
+        need = np.unique(perm)  # input rows the slice uses, in concatenated order
+        bounds = np.cumsum([0] + [len(r["key"]) for r in rows])
+        parts = []
+        for (c, _), r, lo, hi in zip(bt.picks, rows, bounds[:-1], bounds[1:]):
+            local = need[(need >= lo) & (need < hi)] - lo
+            if len(local):
+                parts.append(sampler.table({k: v[local] for k, v in r.items()}, c, "train"))
+        t = pa.concat_tables(parts).take(np.searchsorted(need, perm))
+        if all(col.num_chunks == 1 for col in t.columns):  # ids of the whole batch, sliced (their width)
+            ids = make_ids(task, "train", bt.start, bt.rows).slice(a, b - a)
+            return pa.Table.from_arrays([ids, *t.columns], schema=schema)
+        rng = seeding.rng(seed, task, "train", "shuffle", bt.index)
+    parts = [sampler.table(r, c, "train") for (c, _), r in zip(bt.picks, rows)]
+    return add_ids(task, "train", bt.start, shuffle_merge(parts, rng), schema).slice(a, b - a)
+
+
+def encode_train_shard(task: str, sampler: CellSampler, schema: pa.Schema, seed: int, batches: list[TrainBatch],
+                       lo: int, size: int, spill: Path, part: Path, dictionary_columns: list[str]) -> None:
+    """Phase 3 (worker): train rows ``lo..lo+size-1`` from the batches overlapping them, encoded to ``part``."""
+    from benchgen.dataset import encode_shard
+
+    tables = [render_batch(task, sampler, schema, seed, bt, spill, max(0, lo - bt.start),
+                           min(bt.rows, lo + size - bt.start)) for bt in batches]
+    encode_shard(pa.concat_tables(tables), part, dictionary_columns)
+
+
+def write_train_parallel(task: str, grid: Grid, sampler: CellSampler, counts: Counts, seed: int, option: str,
+                         schema: pa.Schema, writer, pool: ProcessPoolExecutor, workers: int, spill: Path,
+                         tick: Callable[[int], None]) -> tuple[dict[Cell, UniqueCell], Callable[[], None]]:
+    """Start the train split on worker processes (phases above); returns the cells' seen rows (once
+    every train row is decided) and a function that waits for the shards (call it before close)."""
+    cells = grid.train_cells()
+    plan = train_plan(cells, counts)
+    uniq = {c: UniqueCell(sampler, c, option) for c in cells}
+    R = writer.rows_per_shard
+    sizes = [sum(shares) for shares in plan]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    n_train = starts[-1]
+    n_shards = -(-n_train // R)
+    last_batch = [int(np.searchsorted(starts, min((s + 1) * R, n_train), side="left")) - 1
+                  for s in range(n_shards)]  # the batch holding each shard's last row
+    first_batch = [int(np.searchsorted(starts, s * R, side="right")) - 1 for s in range(n_shards)]
+    parts = [writer.part_path("train", s) for s in range(n_shards)]
+    depth_counts: dict[int, int] = {}
+    for d, _ in cells:
+        depth_counts[d] = depth_counts.get(d, 0) + counts.train
+    # phase 1 runs ahead of phase 2 by a window of batches, so the spill holds only a few shards' rows
+    ahead = max(2, -(-(workers + 1) * R // max(1, max(sizes))))
+    firsts: dict[tuple[Cell, int], Future] = {}
+
+    def submit_draws(b: int) -> None:
+        if b < len(plan):
+            for c, share in zip(cells, plan[b]):
+                if share:
+                    firsts[(c, b)] = pool.submit(draw_first_round, sampler, c, round_rows(share, 0), seed, task, b,
+                                                 spill)
+
+    for b in range(min(ahead, len(plan))):
+        submit_draws(b)
+    decided: list[TrainBatch] = []
+    shards: list[Future] = []
+    done = 0  # shards finished and their spill files removed
+
+    def reap(block: bool) -> None:
+        nonlocal done
+        while done < len(shards) and (block or shards[done].done()):
+            shards[done].result()
+            keep = first_batch[done + 1] if done + 1 < n_shards else len(plan)
+            for b in range(first_batch[done], keep):
+                for f in spill.glob(f"*-{b:06d}-*.npy"):
+                    f.unlink()
+            tick(min(R, n_train - done * R))
+            done += 1
+
+    for b, shares in enumerate(plan):
+        picks = []
+        for c, share in zip(cells, shares):
+            if not share:
+                continue
+            d0, state, keys = firsts.pop((c, b)).result()
+            draw = continue_unit(sampler, c, b, d0, round_rows(share, 0), state, spill)
+            picks.append((c, [(attempt, fresh) for attempt, _, fresh in uniq[c].rounds(share, draw)]))
+        if picks:
+            decided.append(TrainBatch(b, starts[b], sizes[b], keys, picks))
+        submit_draws(b + ahead)
+        while len(shards) < n_shards and last_batch[len(shards)] <= b:
+            s = len(shards)
+            lo, size = s * R, min(R, n_train - s * R)
+            use = [bt for bt in decided if bt.start < lo + size and bt.start + bt.rows > lo]
+            shards.append(pool.submit(encode_train_shard, task, sampler, schema, seed, use, lo, size, spill,
+                                      parts[s], writer.dictionary_columns))
+            decided = [bt for bt in decided if bt.start + bt.rows > lo + size]
+        reap(block=False)
+    # registered now so train stays the first split; the caller waits for the shards before close
+    writer.add_parts("train", parts, depth_counts)
+    return uniq, lambda: reap(block=True)
+
+
 def write_grid_dataset(*, task: str, grid: Grid, sampler: CellSampler, counts: Counts, seed: int,
                        config: dict, vocab: Vocab, schema: pa.Schema, out: str | Path, overwrite: bool,
-                       progress: bool, description: str, option: str = "train_per_cell") -> Path:
-    """Generate every split of a grid task and write it atomically (DatasetWriter)."""
-    from tqdm.auto import tqdm
+                       progress: bool, description: str, option: str = "train_per_cell", workers: int = 1) -> Path:
+    """Generate every split of a grid task and write it atomically (DatasetWriter).
+
+    With ``workers`` > 1 and at least MIN_PARALLEL_ROWS train rows, train is sampled and encoded on
+    that many worker processes; the files are byte-identical to the in-process ones either way."""
+    import shutil
+    import tempfile
+
+    from benchgen.tasks.parallel import spawn_pool
 
     from benchgen.dataset import DatasetWriter
+    from benchgen.progress import bar as progress_bar
 
     writer = DatasetWriter(out, task=task, config=config, seed=seed, vocab=vocab, schema=schema,
                            overwrite=overwrite, description=description)
-    with tqdm(total=total_rows(grid, counts), desc=task, unit="row", disable=not progress) as bar, writer:
-        for split, tables in split_tables(task, grid, sampler, counts, seed, option, schema, bar.update):
-            writer.write_split(split, tables)
+    n_train = counts.train * len(grid.train_cells())
+    # in-memory generation (an override writer class) and small datasets stay in-process
+    parallel = workers > 1 and type(writer) is DatasetWriter and n_train >= MIN_PARALLEL_ROWS
+    with progress_bar(total_rows(grid, counts), task, "row", progress) as bar, writer:
+        if parallel:
+            n_shards = -(-n_train // writer.rows_per_shard)
+            pool = spawn_pool(min(workers, max(2, n_shards)))  # no more processes than the shards can use
+            spill = Path(tempfile.mkdtemp(prefix=".spill-", dir=writer.tmp))
+            try:
+                uniq, wait = write_train_parallel(task, grid, sampler, counts, seed, option, schema, writer, pool,
+                                                  workers, spill, bar.update)
+                for split, tables in split_tables(task, grid, sampler, counts, seed, option, schema, bar.update,
+                                                  uniq):
+                    writer.write_split(split, tables)
+                wait()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+                shutil.rmtree(spill, ignore_errors=True)
+        else:
+            for split, tables in split_tables(task, grid, sampler, counts, seed, option, schema, bar.update):
+                writer.write_split(split, tables)
     return Path(out)
 
 

@@ -299,16 +299,24 @@ class Sampler:
         })
 
 
-def generate(cfg: InductionConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
-    """Generate a p-hop induction dataset into ``out`` (atomic write; refuses to overwrite unless asked)."""
+def generate(cfg: InductionConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
+             workers: int | None = None) -> Path:
+    """Generate a p-hop induction dataset into ``out`` (atomic write; refuses to overwrite unless asked).
+
+    ``workers`` processes (default: the CPU count; 1 = in-process) sample and encode train shards of
+    large datasets; the files are byte-identical for any number of workers.
+    """
+    from benchgen.tasks.parallel import resolve_workers
+
     from benchgen.dataset import check_target
 
     cfg.validate()
+    workers = resolve_workers(workers)
     check_target(out, overwrite)
     return write_grid_dataset(task=NAME, grid=cfg.grid(), sampler=Sampler(cfg), counts=cfg.counts(),
                               seed=cfg.seed, config=to_dict(cfg), vocab=make_vocab(cfg.alphabet),
                               schema=SCHEMA, out=out, overwrite=overwrite, progress=progress,
-                              description=__doc__ or "")
+                              description=__doc__ or "", workers=workers)
 
 
 # --- audit: plain Python, shares no code with the generator ----------------------------------------

@@ -18,6 +18,7 @@ is one vectorised gather per hop; small populations are enumerated instead.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+from benchgen.tasks.parallel import resolve_workers, spawn_pool
 
 from benchgen import seeding
 from benchgen.config import to_dict
@@ -79,6 +81,15 @@ class KhopConfig:
     seed: int = field(default=0, metadata={"help": "random seed (same seed + config => identical files)"})
 
     __exclusive__ = (("inferred_ratio", "train_per_hop"),)
+
+    def estimated_rows(self) -> int:
+        """Upper estimate of the rows written, per split as they are drawn (for the size limit)."""
+        atomics = max(0, self.num_entities) * max(0, self.out_degree)
+        train = (round(self.inferred_ratio * atomics) if self.inferred_ratio is not None
+                 and math.isfinite(self.inferred_ratio) else len(self.train_hops) * max(0, self.train_per_hop or 0))
+        per_train_hop = max(0, self.valid_per_hop) + max(0, self.test_per_hop) + max(0, self.systematic_per_hop)
+        return (atomics + max(0, train) + len(self.train_hops) * per_train_hop
+                + (len(self.test_hops) + len(self.interp_hops)) * max(0, self.test_per_hop))
 
     def validate(self) -> None:
         """Reject impossible values before any work (one option named per error)."""
@@ -331,15 +342,19 @@ def rows_table(chains: np.ndarray, depth: np.ndarray, g: Graph, vocab: Vocab, cf
     has = rels >= 0
     inputs = np.concatenate([nodes[:, :1] + ent0, np.where(has, rels + rel0, 0)], axis=1)
     target = nodes[np.arange(n), depth][:, None] + ent0
-    n_ood = (g.is_ood[np.maximum(nodes[:, :-1], 0), np.maximum(rels, 0)] & has).sum(axis=1, dtype=np.int32)
+    if g.is_ood.any():
+        n_ood = (g.is_ood[np.maximum(nodes[:, :-1], 0), np.maximum(rels, 0)] & has).sum(axis=1, dtype=np.int32)
+    else:  # no OOD triples (e.g. ltg-depth): skip the (rows x hops) gather
+        n_ood = np.zeros(n, dtype=np.int32)
+    input_ids, target_ids = list_array_from_matrix(inputs, depth + 1), list_array_from_matrix(target)
     return pa.table([
         make_ids(NAME, split, start, n),
         repeat_string(split, n),
         pa.array(depth),
-        list_array_from_matrix(inputs, depth + 1),
-        list_array_from_matrix(target),
-        vocab.render(inputs, depth + 1),
-        vocab.render(target),
+        input_ids,
+        target_ids,
+        vocab.render(input_ids),
+        vocab.render(target_ids),
         list_array_from_matrix(nodes[:, 1:], depth - 1),
         pa.array(n_ood),
     ], schema=SCHEMA)
@@ -447,14 +462,6 @@ def train_shard(cfg: KhopConfig, g: Graph, shard: int, size: int, units: list[tu
     return dict(zip(d.tolist(), c.tolist()))
 
 
-def _pool(workers: int):
-    """A spawn-safe process pool (the workers import this module; arguments are plain data)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-
-
 def write_splits(cfg: KhopConfig, g: Graph, writer, workers: int, tick: Callable[[str], None]) -> None:
     """Sample every split and write it through ``writer``, train shard by shard (bounded memory).
 
@@ -490,7 +497,7 @@ def write_splits(cfg: KhopConfig, g: Graph, writer, workers: int, tick: Callable
     parallel = workers > 1 and type(writer) is DatasetWriter and total >= MIN_PARALLEL_ROWS
     base = getattr(writer, "tmp", None)
     spill = Path(tempfile.mkdtemp(prefix=".spill-", dir=base))
-    pool = _pool(workers) if parallel else None
+    pool = spawn_pool(workers) if parallel else None
     try:
         spill_train(atomics, dest[:offsets[1]], R, spill, 0)
         del dest
@@ -549,19 +556,14 @@ def generate(cfg: KhopConfig, out: str | Path, overwrite: bool = False, progress
     ``workers`` processes (default: the CPU count; 1 = in-process) sample hops and encode train
     shards; the files are byte-identical for any number of workers.
     """
-    import os
-
-    from tqdm.auto import tqdm
-
     from benchgen.dataset import DatasetWriter, check_target
+    from benchgen.progress import bar as progress_bar
 
     cfg.validate()
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if workers < 1:
-        raise ConfigError("workers", f"expected at least 1, got {workers}")
+    workers = resolve_workers(workers)
     check_target(out, overwrite)
     steps = 2 + 2 * len(cfg.train_hops) + len(cfg.interp_hops) + len(cfg.test_hops) + 6
-    with tqdm(total=steps, desc="khop", unit="step", disable=not progress) as bar:
+    with progress_bar(steps, "khop", "step", progress) as bar:
         def tick(label: str) -> None:
             bar.set_postfix_str(label)
             bar.update(1)

@@ -1,4 +1,5 @@
-"""The generate path imports only what it uses: no pandas, torch or matplotlib in a `generate` process."""
+"""The generate path imports only what it uses: no pandas, torch, matplotlib, or (for in-process runs without a
+bar) tqdm and multiprocessing in a `generate` process."""
 
 import json
 import subprocess
@@ -12,7 +13,7 @@ try:
     main()
 except SystemExit as e:
     assert not e.code, e.code
-print(json.dumps(sorted(m for m in ("pandas", "torch", "matplotlib", "transformers", "datasets") if m in sys.modules)))
+print(json.dumps(sorted(m for m in ("pandas", "torch", "matplotlib", "transformers", "datasets", "tqdm", "multiprocessing") if m in sys.modules)))
 """
 
 

@@ -135,3 +135,31 @@ def test_streamed_id_join_matches_the_hashed_join(tmp_path, monkeypatch):
     hashed, sizes2 = scoring._dataset_rows(ds, probe)
     assert streamed.tolist() == hashed.tolist() == [5, -1, len(ids) - 1, 5, 900]
     assert sizes.tolist() == sizes2.tolist() == [ds.manifest["splits"][s]["rows"] for s in ds.splits]
+
+
+def test_size_limit_counts_khop_splits_as_drawn():
+    """The row estimate follows the splits (test hops draw test_per_hop only): a 10M config passes, 21M is refused."""
+    from benchgen.config import build_config
+    from benchgen.errors import ConfigError
+
+    ten_m = {"train_hops": tuple(range(4, 41)), "test_hops": (41, 42, 43, 44), "train_per_hop": 270_000}
+    cfg = build_config(khop.KhopConfig, khop.PRESETS, "ltg-depth", ten_m)
+    written = 2_000 + 37 * (270_000 + 750 + 750) + 4 * 750  # atomics, train + valid + test_id, test_depth
+    assert cfg.estimated_rows() == written
+    with pytest.raises(ConfigError, match="about 20,7"):
+        build_config(khop.KhopConfig, khop.PRESETS, "ltg-depth", {**ten_m, "train_per_hop": 560_000})
+    grokked = build_config(khop.KhopConfig, khop.PRESETS, "grokked-composition", {})
+    assert 324_609 <= grokked.estimated_rows() <= 1.05 * 324_609  # writes 324,609 (systematic is "at most")
+
+
+def test_default_workers_follow_the_affinity_mask(monkeypatch):
+    """A job pinned to 3 cores (taskset, cpusets, Slurm) starts 3 workers, whatever the machine has."""
+    import os
+
+    from benchgen.tasks.parallel import resolve_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 9}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert resolve_workers(None) == 3 and resolve_workers(1) == 1
+    with pytest.raises(Exception, match="expected at least 1"):
+        resolve_workers(0)
