@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from benchgen.evaluators import Normalization, evaluate, scoring, write_predictions
+from benchgen.evaluators import Normalization, evaluate, id_index, scoring, write_predictions
 from benchgen.evaluators import predictions as predictions_mod
 from benchgen.evaluators.testing import toy_dataset
 
@@ -58,7 +58,7 @@ def streamed(monkeypatch):
         monkeypatch.setattr(predictions_mod, "STREAM_ABOVE_BYTES", 0)
         monkeypatch.setattr(predictions_mod, "STREAM_BATCH_ROWS", batch)
         monkeypatch.setattr(predictions_mod, "JSONL_BLOCK_BYTES", block)
-        monkeypatch.setattr(scoring, "HASH_ROWS", hash_rows)
+        monkeypatch.setattr(id_index, "HASH_ROWS", hash_rows)
     return force
 
 
@@ -184,16 +184,16 @@ class FakeDataset:
 @pytest.mark.parametrize("weak_hash", [False, True])
 def test_id_index_is_exact_with_repeats_collisions_and_ragged_ids(monkeypatch, weak_hash):
     if weak_hash:  # every id lands in one of three hash values: runs of collisions everywhere
-        real = scoring._hash_strings
-        monkeypatch.setattr(scoring, "_hash_strings", lambda a: real(a) % np.uint64(3))
-    monkeypatch.setattr(scoring, "HASH_ROWS", 4)
+        real = id_index.hash_strings
+        monkeypatch.setattr(id_index, "hash_strings", lambda a: real(a) % np.uint64(3))
+    monkeypatch.setattr(id_index, "HASH_ROWS", 4)
     train = make_ids("t", "train", 0, 9).to_pylist() + ["x", "", "a-much-longer-id", "t/train/000000003"]
     fake = FakeDataset({"train": train, "test": make_ids("t", "test", 0, 5).to_pylist() + ["x"]})
     every = train + fake.ids["test"]
     rng = np.random.default_rng(0)
     probes = [every, every[::-1], [every[i] for i in rng.permutation(len(every))],
               ["nope", "", "x", "t/test/000000004", "a-much-longer-id-still", "t/train/000000003"] * 3]
-    index = scoring._IdIndex(fake)
+    index = id_index.IdIndex(fake)
     assert index.sizes.tolist() == [13, 6]
     for probe in probes:
         arr = pa.array(probe, pa.string())
@@ -205,9 +205,9 @@ def test_id_index_is_exact_with_repeats_collisions_and_ragged_ids(monkeypatch, w
 def test_hash_is_the_same_for_fixed_and_ragged_layouts():
     ids = make_ids("khop", "train", 0, 50)
     mixed = pa.concat_arrays([ids, pa.array(["", "k", "khop/train/0000000001234"])])
-    assert scoring._hash_strings(mixed)[:50].tolist() == scoring._hash_strings(ids).tolist()
-    assert scoring._hash_strings(mixed.slice(3, 10)).tolist() == scoring._hash_strings(ids.slice(3, 10)).tolist()
-    assert len(set(scoring._hash_strings(mixed).tolist())) == 53
+    assert id_index.hash_strings(mixed)[:50].tolist() == id_index.hash_strings(ids).tolist()
+    assert id_index.hash_strings(mixed.slice(3, 10)).tolist() == id_index.hash_strings(ids.slice(3, 10)).tolist()
+    assert len(set(id_index.hash_strings(mixed).tolist())) == 53
 
 
 def test_small_inputs_are_read_whole_and_large_ones_streamed(ds, tmp_path, monkeypatch):
