@@ -471,11 +471,15 @@ def _quiet_hf() -> None:
 
 
 def _print_results(results, outdir) -> None:
+    """The summary lines, then what was written (plots/ only when made)."""
+    from pathlib import Path
+
     from benchgen.evaluators.report import summary_lines
 
     for line in summary_lines(results):
         click.echo(line)
-    click.echo(f"wrote {outdir}/results.json, report.md and plots/")
+    made = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(outdir).iterdir() if not p.name.startswith("."))
+    click.echo(f"wrote {outdir}: {', '.join(made)}")
 
 
 @main.command("evaluate")

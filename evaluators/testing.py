@@ -96,3 +96,20 @@ def tiny_gpt2(dataset, path: str | Path, *, n_positions: int, steps: int) -> Pat
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def shard_rows(monkeypatch, rows: int) -> None:
+    """Make every DatasetWriter cut shards of ``rows`` rows (tests of multi-shard paths on tiny data)."""
+    orig = DatasetWriter.__init__
+
+    def init(self, *a, **k):
+        k["rows_per_shard"] = rows
+        orig(self, *a, **k)
+
+    monkeypatch.setattr(DatasetWriter, "__init__", init)
+
+
+def dataset_files(d: str | Path) -> dict[str, bytes]:
+    """Every file under a dataset directory, by relative path (byte-identity checks)."""
+    d = Path(d)
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}

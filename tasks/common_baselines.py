@@ -143,6 +143,11 @@ def _mode_of_pairs(pairs: np.ndarray, vmax: int) -> np.ndarray:
     pairs, counts = np.unique(pairs, return_counts=True)  # sorted by key, then value
     pk, pv = np.divmod(pairs, vmax)
     del pairs
+    return _most_frequent(pk, pv, counts)[1]
+
+
+def _most_frequent(pk: np.ndarray, pv: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From distinct (key, value) pairs sorted by key then value, with counts: each key and its mode."""
     new_key = np.empty(len(pk), dtype=bool)
     new_key[0] = True
     np.not_equal(pk[1:], pk[:-1], out=new_key[1:])
@@ -150,7 +155,7 @@ def _mode_of_pairs(pairs: np.ndarray, vmax: int) -> np.ndarray:
     group = np.cumsum(new_key) - 1
     best = np.flatnonzero(counts == np.maximum.reduceat(counts, first_of_key)[group])  # pairs at their key's max
     first = best[np.r_[True, group[best][1:] != group[best][:-1]]]  # values ascend in a key: the smallest
-    return pv[first]
+    return pk[first_of_key], pv[first]
 
 
 def _mode_sorted(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,14 +172,7 @@ def _mode_sorted(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.n
     counts = np.diff(np.append(starts, len(k)))
     pk, pv = k[starts], v[starts].astype(np.int64)
     del k, v, starts
-    new_key = np.empty(len(pk), dtype=bool)
-    new_key[0] = True
-    np.not_equal(pk[1:], pk[:-1], out=new_key[1:])
-    first_of_key = np.flatnonzero(new_key)
-    group = np.cumsum(new_key) - 1
-    best = np.flatnonzero(counts == np.maximum.reduceat(counts, first_of_key)[group])  # runs at their key's max
-    first = best[np.r_[True, group[best][1:] != group[best][:-1]]]  # values ascend in a key: the smallest
-    return pk[first_of_key], pv[first]
+    return _most_frequent(pk, pv, counts)
 
 
 def lookup(query: np.ndarray, keys: np.ndarray, values: np.ndarray, default: int | np.ndarray = -1) -> np.ndarray:

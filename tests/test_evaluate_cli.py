@@ -32,6 +32,7 @@ def test_oracle_scores_one(toy, tmp_path, ext):
             "--out", tmp_path / "ev", "--no-plots")
     assert r.exit_code == 0, r.output
     assert "test_depth       accuracy 1.000" in r.output
+    assert f"wrote {tmp_path / 'ev'}: report.md, results.json" in r.output  # no plots/ claimed under --no-plots
     res = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert res["model"]["name"] == "oracle"
     assert {s: e["accuracy"] for s, e in res["metrics"]["per_split"].items()} == {"test_id": 1.0, "test_depth": 1.0}

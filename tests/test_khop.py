@@ -162,16 +162,10 @@ def test_load_dataset_with_hf_datasets(tmp_path):
 
 
 def test_shard_naming_and_manifest(tmp_path, monkeypatch):
-    import benchgen.dataset as bd
+    from benchgen.evaluators.testing import shard_rows
 
     cfg = build_config(khop.KhopConfig, khop.PRESETS, None, SMALL)
-    orig = bd.DatasetWriter.__init__
-
-    def init(self, *a, **k):
-        k["rows_per_shard"] = 300
-        orig(self, *a, **k)
-
-    monkeypatch.setattr(bd.DatasetWriter, "__init__", init)
+    shard_rows(monkeypatch, 300)
     out = khop.generate(cfg, tmp_path / "s", progress=False)
     man = json.loads((out / "manifest.json").read_text())
     assert man["splits"]["train"]["shards"] == [f"data/train-0000{i}-of-00003.parquet" for i in range(3)]

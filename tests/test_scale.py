@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from benchgen.evaluators.testing import dataset_files, shard_rows
 from benchgen.tasks import common_baselines, khop, khop_audit
 from click.testing import CliRunner
 
-import benchgen.dataset as bd
 from benchgen.audit import audit
 from benchgen.cli import main
 from benchgen.dataset import load
@@ -21,20 +20,13 @@ SMALL = ["--num-entities", "40", "--num-relations", "6", "--out-degree", "4", "-
          "--test-per-hop", "40", "--systematic-per-hop", "50", "--no-progress"]
 
 
-def files(d: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+files = dataset_files
 
 
 @pytest.fixture
 def small_shards(monkeypatch):
     """Shards of 300 rows, and worker processes even for tiny datasets."""
-    orig = bd.DatasetWriter.__init__
-
-    def init(self, *a, **k):
-        k["rows_per_shard"] = 300
-        orig(self, *a, **k)
-
-    monkeypatch.setattr(bd.DatasetWriter, "__init__", init)
+    shard_rows(monkeypatch, 300)
     monkeypatch.setattr(khop, "MIN_PARALLEL_ROWS", 0)
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from benchgen.evaluators.testing import dataset_files, shard_rows
 from benchgen.tasks import addition, grid, induction, parallel
 from click.testing import CliRunner
 
-import benchgen.dataset as bd
 from benchgen.audit import audit
 from benchgen.cli import main
 from benchgen.config import build_config
@@ -23,21 +22,14 @@ INDUCTION = ["--alphabet", "3", "--train-hops", "2,3", "--train-lengths", "8,10"
              "--test-hops", "4", "--train-per-cell", "60", "--valid-per-cell", "10", "--test-per-cell", "10"]
 
 
-def files(d: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+files = dataset_files
 
 
 @pytest.fixture
 def small_units(monkeypatch) -> list[int]:
     """Train batches and sampling rounds of 16 rows in shards of 50 (batches straddle shards), worker processes even for
     tiny datasets; returns a list that counts the process pools started."""
-    orig = bd.DatasetWriter.__init__
-
-    def init(self, *a, **k):
-        k["rows_per_shard"] = 50
-        orig(self, *a, **k)
-
-    monkeypatch.setattr(bd.DatasetWriter, "__init__", init)
+    shard_rows(monkeypatch, 50)
     monkeypatch.setattr(grid, "MIN_PARALLEL_ROWS", 0)
     monkeypatch.setattr(grid, "BATCH_ROWS", 16)
     pools: list[int] = []
