@@ -138,6 +138,15 @@ def mode_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
     return uk, _mode_of_pairs(kcode * vmax + values, vmax)
 
 
+def mode_for(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mode_by_key` over only the keys in ``wanted`` (the rows being predicted): the same
+    lookups for those rows, without sorting every train key (a hash probe of the train keys instead)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    keep = pc.is_in(pa.array(keys, pa.int64()), value_set=pa.array(np.unique(np.asarray(wanted, dtype=np.int64))))
+    keep = keep.to_numpy(zero_copy_only=False)
+    return mode_by_key(keys[keep], np.asarray(values)[keep])
+
+
 def _mode_of_pairs(pairs: np.ndarray, vmax: int) -> np.ndarray:
     """Mode per key code of ``key * vmax + value`` pairs (every code 0..K-1 present; ties: smallest)."""
     pairs, counts = np.unique(pairs, return_counts=True)  # sorted by key, then value

@@ -15,6 +15,7 @@ from benchgen.tasks.common_baselines import (
     list_values,
     lookup,
     mode_by_key,
+    mode_for,
     take_strings,
 )
 from benchgen.tasks.grid import row_hash
@@ -77,9 +78,10 @@ def head_last_relation_prior(ctx: Context, rows: pa.Table) -> pa.Array:
     R = int(ctx.config["num_relations"])
     head, _, last, _ = parse(ctx, rows.column("input_ids"))
     th, tlast, ans = _train(ctx)
-    keys, modes = ctx.memo("khop_head_rel_prior", lambda: mode_by_key(th.astype(np.int64) * R + tlast, ans))
+    query = head * R + last
+    keys, modes = mode_for(th.astype(np.int64) * R + tlast, ans, query)
     rk, rm = _relation_prior(ctx)
-    return _entities(ctx, lookup(head * R + last, keys, modes, lookup(last, rk, rm)))
+    return _entities(ctx, lookup(query, keys, modes, lookup(last, rk, rm)))
 
 
 def _bag_keys(inputs: pa.Array) -> np.ndarray:
@@ -98,9 +100,10 @@ def _bag_keys(inputs: pa.Array) -> np.ndarray:
 def bag_of_relations(ctx: Context, rows: pa.Table) -> pa.Array:
     """The answer of a train query with the same head and the same multiset of relations, if any."""
     *_, ans = _train(ctx)
-    keys, modes = ctx.memo("khop_bag", lambda: mode_by_key(
-        ctx.train_map("khop_bag_keys", ["input_ids"], lambda b: (_bag_keys(b.column(0)),))[0], ans))
-    return _entities(ctx, lookup(_bag_keys(rows.column("input_ids")), keys, modes))
+    train_keys = ctx.train_map("khop_bag_keys", ["input_ids"], lambda b: (_bag_keys(b.column(0)),))[0]
+    query = _bag_keys(rows.column("input_ids"))
+    keys, modes = mode_for(train_keys, ans, query)
+    return _entities(ctx, lookup(query, keys, modes))
 
 
 def first_hop(ctx: Context, rows: pa.Table) -> pa.Array:

@@ -12,7 +12,7 @@ import pytest
 from benchgen.evaluators.baselines import run_baselines
 from benchgen.evaluators.results import Results
 from benchgen.tasks import addition, induction, khop
-from benchgen.tasks.common_baselines import Context, baselines_for, mode_by_key
+from benchgen.tasks.common_baselines import Context, baselines_for, lookup, mode_by_key, mode_for
 from click.testing import CliRunner
 
 from benchgen.cli import main
@@ -109,6 +109,19 @@ def test_khop_truths_and_chance_guess(khop_ds):
 def test_mode_by_key_ties_and_order():
     keys, modes = mode_by_key(np.array([5, 5, 5, 5, 1, 1, 9]), np.array([7, 2, 7, 2, 4, 3, 0]))
     assert keys.tolist() == [1, 5, 9] and modes.tolist() == [3, 2, 0]
+
+
+@pytest.mark.parametrize("scale", [1, 10**12])  # dense key range, and wide keys (hashes)
+def test_mode_for_gives_the_full_modes_on_the_queried_keys(scale):
+    """Restricting the train keys to the queried ones changes no lookup (present keys or the default)."""
+    rng = np.random.default_rng(scale % 97)
+    for _ in range(100):
+        keys = rng.integers(0, 40, int(rng.integers(1, 500))) * scale
+        values = rng.integers(0, 6, len(keys))
+        query = rng.integers(0, 50, int(rng.integers(1, 100))) * scale  # some keys train never saw
+        full, restricted = mode_by_key(keys, values), mode_for(keys, values, query)
+        assert lookup(query, *full, -7).tolist() == lookup(query, *restricted, -7).tolist()
+        assert set(restricted[0].tolist()) == set(keys.tolist()) & set(query.tolist())
 
 
 # --- addition -------------------------------------------------------------------------------------
