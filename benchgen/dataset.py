@@ -344,7 +344,8 @@ class Dataset:
         """Read one split (optionally only some columns) as one arrow table."""
         paths = self.shards(split)
         try:
-            return pa.concat_tables([pq.read_table(p, columns=columns) for p in paths])
+            # ParquetFile, not read_table: the same table without importing pyarrow.dataset (~8 ms a process)
+            return pa.concat_tables([pq.ParquetFile(p).read(columns=columns) for p in paths])
         except (pa.ArrowException, OSError) as e:
             raise DatasetError(f"{self.path}: split '{split}' cannot be read ({str(e).splitlines()[0][:200]})") from None
 
@@ -361,7 +362,7 @@ class Dataset:
         if not path.exists():
             raise DatasetError(f"{self.path}: task file {name} is missing")
         try:
-            return pq.read_table(path)
+            return pq.ParquetFile(path).read()
         except (pa.ArrowException, OSError) as e:
             raise DatasetError(f"{path}: corrupt ({str(e).splitlines()[0][:200]})") from None
 

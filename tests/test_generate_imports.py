@@ -13,7 +13,7 @@ try:
     main()
 except SystemExit as e:
     assert not e.code, e.code
-print(json.dumps(sorted(m for m in ("pandas", "torch", "matplotlib", "transformers", "datasets", "tqdm", "multiprocessing") if m in sys.modules)))
+print(json.dumps(sorted(m for m in ("pandas", "torch", "matplotlib", "transformers", "datasets", "tqdm", "multiprocessing", "pyarrow.dataset") if m in sys.modules)))
 """
 
 
