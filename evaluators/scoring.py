@@ -503,20 +503,9 @@ def _grid_counts(row_example: np.ndarray, loop_code: np.ndarray, n_ex: int,
 
 def _compare_text(pred: pa.Array, answer: pa.Array, row_example: np.ndarray,
                   norm: Normalization) -> np.ndarray:
-    """Exact match after normalisation, as codes into the set of normalised answers.
-
-    A raw prediction equal to some normalised answer is unchanged by normalising (the
-    normalisation is idempotent), so only predictions matching no answer are normalised.
-    """
-    enc = pc.dictionary_encode(norm.apply(answer))
-    values = enc.dictionary
-    answer_code = enc.indices.to_numpy().astype(np.int64)
-    pred_code = _index(pred, values)
-    if not norm.trivial:
-        miss = np.flatnonzero(pred_code < 0)
-        if len(miss):
-            pred_code[miss] = _index(norm.apply(pred.take(pa.array(miss))), values)
-    return pred_code == answer_code[row_example]
+    """Exact match after normalisation of each prediction row with its example's answer (the
+    whole-table path; the streamed path compares batch by batch with the same function)."""
+    return _compare_text_rows(pred, norm.apply(answer).take(pa.array(row_example)), norm)
 
 
 def _compare_token_ids(pred: pa.Array, target: pa.Array, row_example: np.ndarray) -> np.ndarray:

@@ -187,15 +187,12 @@ def generate(cfg: AdditionConfig, out: str | Path, overwrite: bool = False, prog
              workers: int | None = None) -> Path:
     """Generate an addition dataset into ``out`` (atomic write; refuses to overwrite unless asked).
 
-    ``workers`` processes (default: the CPU count; 1 = in-process) sample and encode train shards of
-    large datasets; the files are byte-identical for any number of workers.
+    ``workers`` processes (default: the CPUs this job may use; 1 = in-process) sample and encode
+    train shards of large datasets; the files are byte-identical for any number of workers.
     """
-    from benchgen.tasks.parallel import resolve_workers
-
     from benchgen.dataset import check_target
 
     cfg.validate()
-    workers = resolve_workers(workers)
     check_target(out, overwrite)
     return write_grid_dataset(task=NAME, grid=cfg.grid(), sampler=Sampler(cfg), counts=cfg.counts(),
                               seed=cfg.seed, config=to_dict(cfg), vocab=make_vocab(), schema=SCHEMA,

@@ -544,19 +544,22 @@ def write_train_parallel(task: str, grid: Grid, sampler: CellSampler, counts: Co
 
 def write_grid_dataset(*, task: str, grid: Grid, sampler: CellSampler, counts: Counts, seed: int,
                        config: dict, vocab: Vocab, schema: pa.Schema, out: str | Path, overwrite: bool,
-                       progress: bool, description: str, option: str = "train_per_cell", workers: int = 1) -> Path:
+                       progress: bool, description: str, option: str = "train_per_cell",
+                       workers: int | None = None) -> Path:
     """Generate every split of a grid task and write it atomically (DatasetWriter).
 
-    With ``workers`` > 1 and at least MIN_PARALLEL_ROWS train rows, train is sampled and encoded on
-    that many worker processes; the files are byte-identical to the in-process ones either way."""
+    With ``workers`` > 1 (default: the CPUs this job may use) and at least MIN_PARALLEL_ROWS train
+    rows, train is sampled and encoded on that many worker processes; the files are byte-identical
+    to the in-process ones either way."""
     import shutil
     import tempfile
 
-    from benchgen.tasks.parallel import spawn_pool
+    from benchgen.tasks.parallel import resolve_workers, spawn_pool
 
     from benchgen.dataset import DatasetWriter
     from benchgen.progress import bar as progress_bar
 
+    workers = resolve_workers(workers)  # before the writer: a bad count leaves nothing behind
     writer = DatasetWriter(out, task=task, config=config, seed=seed, vocab=vocab, schema=schema,
                            overwrite=overwrite, description=description)
     n_train = counts.train * len(grid.train_cells())

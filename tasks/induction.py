@@ -151,21 +151,22 @@ class InductionConfig:
 
 NATURAL = ("Every cell is natural: the conditioned law is sampled exactly, and uniform sequences "
            "meet the condition with probability >= 0.97 there, so chains have their unconditioned gaps")
+
+
+def _saunshi(p: int) -> dict:
+    """Saunshi et al. 2025's one-p grid: alphabet 4, length 256, train and test at p (one model per p)."""
+    return {
+        "description": f"Saunshi et al. 2025's p={p} grid exactly: alphabet 4, length 256, train and test at "
+                       f"p={p} (one model per p); 100,000 train rows, 1,000 valid and test_id. " + NATURAL,
+        "config": {"alphabet": 4, "train_hops": (p,), "train_lengths": (256,), "held_out": (), "test_hops": (),
+                   "interp_hops": (), "train_per_cell": 100_000, "valid_per_cell": 1000,
+                   "test_per_cell": 1000, "seed": 0},
+    }
+
+
 PRESETS = {
-    "saunshi-phop-16": {
-        "description": "Saunshi et al. 2025's p=16 grid exactly: alphabet 4, length 256, train and test at "
-                       "p=16 (one model per p); 100,000 train rows, 1,000 valid and test_id. " + NATURAL,
-        "config": {"alphabet": 4, "train_hops": (16,), "train_lengths": (256,), "held_out": (), "test_hops": (),
-                   "interp_hops": (), "train_per_cell": 100_000, "valid_per_cell": 1000,
-                   "test_per_cell": 1000, "seed": 0},
-    },
-    "saunshi-phop-32": {
-        "description": "Saunshi et al. 2025's p=32 grid exactly: alphabet 4, length 256, train and test at "
-                       "p=32 (one model per p); 100,000 train rows, 1,000 valid and test_id. " + NATURAL,
-        "config": {"alphabet": 4, "train_hops": (32,), "train_lengths": (256,), "held_out": (), "test_hops": (),
-                   "interp_hops": (), "train_per_cell": 100_000, "valid_per_cell": 1000,
-                   "test_per_cell": 1000, "seed": 0},
-    },
+    "saunshi-phop-16": _saunshi(16),
+    "saunshi-phop-32": _saunshi(32),
     "phop-grid": {
         "description": "Saunshi-style mixed grid: alphabet 4, p in {16,32} at lengths {256,512} minus "
                        "held-out cell 32x256 (test_systematic), test_interp p=24, test_depth p=48 at both "
@@ -303,15 +304,12 @@ def generate(cfg: InductionConfig, out: str | Path, overwrite: bool = False, pro
              workers: int | None = None) -> Path:
     """Generate a p-hop induction dataset into ``out`` (atomic write; refuses to overwrite unless asked).
 
-    ``workers`` processes (default: the CPU count; 1 = in-process) sample and encode train shards of
-    large datasets; the files are byte-identical for any number of workers.
+    ``workers`` processes (default: the CPUs this job may use; 1 = in-process) sample and encode
+    train shards of large datasets; the files are byte-identical for any number of workers.
     """
-    from benchgen.tasks.parallel import resolve_workers
-
     from benchgen.dataset import check_target
 
     cfg.validate()
-    workers = resolve_workers(workers)
     check_target(out, overwrite)
     return write_grid_dataset(task=NAME, grid=cfg.grid(), sampler=Sampler(cfg), counts=cfg.counts(),
                               seed=cfg.seed, config=to_dict(cfg), vocab=make_vocab(cfg.alphabet),

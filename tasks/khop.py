@@ -553,7 +553,7 @@ def generate(cfg: KhopConfig, out: str | Path, overwrite: bool = False, progress
              workers: int | None = None) -> Path:
     """Generate a k-hop dataset into ``out`` (atomic write; refuses to overwrite unless asked).
 
-    ``workers`` processes (default: the CPU count; 1 = in-process) sample hops and encode train
+    ``workers`` processes (default: the CPUs this job may use; 1 = in-process) sample hops and encode train
     shards; the files are byte-identical for any number of workers.
     """
     from benchgen.dataset import DatasetWriter, check_target

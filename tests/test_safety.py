@@ -65,20 +65,22 @@ def bg(*args, **kw) -> subprocess.CompletedProcess:
                           timeout=kw.pop("timeout", 300), **kw)
 
 
+def tiny_khop(tmp_path_factory, seed: int) -> Path:
+    """The TINY khop dataset at ``seed``, generated through the CLI."""
+    out = tmp_path_factory.mktemp(f"safety-seed{seed}") / "khop"
+    code, _, err, exc = cli("generate", "khop", *TINY, "--seed", str(seed), "--out", out)
+    assert code == 0, (err, exc)
+    return out
+
+
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("safety")
-    code, _, err, exc = cli("generate", "khop", *TINY, "--seed", "1", "--out", root / "khop")
-    assert code == 0, (err, exc)
-    return root / "khop"
+    return tiny_khop(tmp_path_factory, 1)
 
 
 @pytest.fixture(scope="module")
 def ds_other_seed(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("safety2")
-    code, _, err, exc = cli("generate", "khop", *TINY, "--seed", "2", "--out", root / "khop")
-    assert code == 0, (err, exc)
-    return root / "khop"
+    return tiny_khop(tmp_path_factory, 2)
 
 
 @pytest.fixture(scope="module")
