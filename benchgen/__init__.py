@@ -8,17 +8,17 @@ Python API (imported lazily, so ``import benchgen`` and the CLI stay fast)::
     results = benchgen.evaluate("data/khop", "preds.parquet")       # or a Table / datasets.Dataset
     benchgen.score_answer("1304", {"answer": "1304"})               # 1.0: per-item RL reward
 
-See ``benchgen.api`` for every function and ``benchgen.registry`` for plugin entry points.
+See ``benchgen.api`` for every function and ``benchgen.registry`` for plugin entry points; the
+README's "Layout" section maps the repository's folders to ``benchgen.*`` and draws the layers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from benchgen.version import __version__
 
-# (``audit`` stays ``benchgen.api.audit``: the name ``benchgen.audit`` is the audit submodule.)
-_API = ("generate", "load", "evaluate", "score_answer", "reward_function", "verl_compute_score",
+_API = ("generate", "load", "evaluate", "audit", "score_answer", "reward_function", "verl_compute_score",
         "read_config", "MemoryDataset")
 __all__ = ["__version__", *_API]
 

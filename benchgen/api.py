@@ -16,164 +16,21 @@ training and the accuracy in ``results.json`` never disagree about an answer.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from benchgen.card import HF_SPLIT_NAMES
-from benchgen.dataset import (
-    DEFAULT_ROWS_PER_SHARD,
-    WRITER_OVERRIDE,
-    Dataset,
-    DatasetWriter,
-    SplitInfo,
-)
+from benchgen.config import read_config
+from benchgen.dataset import Dataset
 from benchgen.dataset import load as _load_dir
-from benchgen.errors import BenchgenError, DatasetError
-from benchgen.schema import SPLIT_NAME
-from benchgen.vocab import Vocab
+from benchgen.errors import BenchgenError
+from benchgen.memory import MemoryDataset, to_datasets
 
 Output = Literal["auto", "datasets", "arrow", "benchgen"]
-
-
-# --- in-memory generation ----------------------------------------------------------------------
-class _MemoryWriter(DatasetWriter):
-    """A DatasetWriter that keeps tables in memory; shard hashes match the on-disk writer's."""
-
-    sink: dict  # set on the per-call subclass
-
-    def __init__(self, out: str | Path, *, task: str, config: dict, seed: int, vocab: Vocab,
-                 schema: pa.Schema, overwrite: bool = False, description: str = "",
-                 rows_per_shard: int = DEFAULT_ROWS_PER_SHARD):
-        self.out = Path(out)
-        self.task, self.config, self.seed, self.vocab = task, config, seed, vocab
-        self.schema, self.description, self.rows_per_shard = schema, description, rows_per_shard
-        self.dictionary_columns = [n for n in ("split", "depth", "width") if n in schema.names]
-        self.splits: dict[str, SplitInfo] = {}
-        self.extras: dict[str, str] = {}
-        self.tables: dict[str, pa.Table] = {}
-        self.extra_tables: dict[str, pa.Table] = {}
-
-    def _encode(self, table: pa.Table, **options) -> str:
-        """sha256 of the parquet bytes the on-disk writer would produce (so fingerprints agree)."""
-        buf = pa.BufferOutputStream()
-        pq.write_table(table, buf, compression="zstd", **options)
-        return hashlib.sha256(buf.getvalue().to_pybytes()).hexdigest()
-
-    def write_split(self, split: str, tables: Iterable[pa.Table]) -> None:
-        """Collect one split; hash it shard by shard exactly as the file writer shards it."""
-        if not SPLIT_NAME.match(split):
-            raise BenchgenError(f"split name {split!r}: must match ^\\w+$")
-        if split in self.tables:
-            raise BenchgenError(f"split {split!r} written twice")
-        parts = [t for t in tables if t.num_rows]
-        for t in parts:
-            if not t.schema.equals(self.schema):
-                raise BenchgenError(f"split {split!r}: table schema {t.schema} != dataset schema {self.schema}")
-        if not parts:
-            raise BenchgenError(f"split {split!r} has no rows")
-        table = pa.concat_tables(parts)
-        n_shards = -(-table.num_rows // self.rows_per_shard)
-        names, digest = [], hashlib.sha256()
-        for i in range(n_shards):
-            shard = table.slice(i * self.rows_per_shard, self.rows_per_shard)
-            digest.update(self._encode(shard, row_group_size=65536, use_dictionary=self.dictionary_columns,
-                                       write_statistics=False).encode())
-            names.append(f"data/{split}-{i:05d}-of-{n_shards:05d}.parquet")
-        d, c = np.unique(table.column("depth").to_numpy(), return_counts=True)
-        self.splits[split] = SplitInfo(rows=table.num_rows, shards=names, sha256=digest.hexdigest(),
-                                       depths={str(k): int(v) for k, v in zip(d.tolist(), c.tolist())})
-        self.tables[split] = table
-
-    def write_extra(self, name: str, table: pa.Table) -> None:
-        """Keep a task extra (e.g. ``kg.parquet``) in memory."""
-        self.extras[name] = self._encode(table)
-        self.extra_tables[name] = table
-
-    def close(self) -> Path:
-        """Hand the collected dataset to the caller's sink (no files are written)."""
-        manifest = self.manifest()
-        from benchgen.validity import measure  # as the file writer: cheap baselines, recorded in the manifest
-
-        validity = measure(MemoryDataset(manifest, self.vocab, self.tables, self.extra_tables))
-        if validity is not None:
-            manifest["validity"] = validity
-        self.sink.update(manifest=manifest, vocab=self.vocab, tables=self.tables,
-                         extras=self.extra_tables, description=self.description)
-        return self.out
-
-    def abort(self) -> None:
-        self.tables.clear()
-
-
-class MemoryDataset(Dataset):
-    """A generated dataset held in memory: the same reading API as an on-disk ``Dataset``."""
-
-    in_memory = True
-
-    def __init__(self, manifest: dict, vocab: Vocab, tables: dict[str, pa.Table],
-                 extras: dict[str, pa.Table] | None = None, description: str = ""):
-        self.manifest, self.vocab, self.tables = manifest, vocab, tables
-        self.extras, self.description = dict(extras or {}), description
-        self.path = Path(f"<memory:{manifest['task']}:{manifest['fingerprint'][:16]}>")
-
-    def shards(self, split: str) -> list[Path]:
-        raise DatasetError(f"{self.path}: an in-memory dataset has no shard files (save() it first)")
-
-    def table(self, split: str, columns: list[str] | None = None) -> pa.Table:
-        """One split (optionally only some columns) as an arrow table."""
-        if split not in self.tables:
-            raise DatasetError(f"split '{split}': not in {self.path} (has: {', '.join(self.splits)})")
-        t = self.tables[split]
-        return t.select(columns) if columns is not None else t
-
-    def iter_batches(self, split: str, batch_size: int = 65536, columns: list[str] | None = None) -> Iterator:
-        yield from self.table(split, columns).to_batches(max_chunksize=batch_size)
-
-    def extra(self, name: str) -> pa.Table:
-        if name not in self.extras:
-            raise DatasetError(f"{self.path}: task file {name} is missing")
-        return self.extras[name]
-
-    def verify_hashes(self) -> list[str]:
-        return []  # the tables are the ones that were hashed; nothing on disk can drift
-
-    def save(self, out: str | Path, overwrite: bool = False) -> Path:
-        """Write the dataset as the CLI would (atomic; refuses an existing target unless asked)."""
-        m = self.manifest
-        writer = DatasetWriter(out, task=m["task"], config=m["config"], seed=m["seed"], vocab=self.vocab,
-                               schema=next(iter(self.tables.values())).schema, overwrite=overwrite,
-                               description=self.description)
-        with writer:
-            for name, table in self.extras.items():
-                writer.write_extra(name, table)
-            for split, table in self.tables.items():
-                writer.write_split(split, [table])
-        return Path(out)
-
-    def to_arrow(self) -> dict[str, pa.Table]:
-        """{split: arrow table}, benchgen split names."""
-        return dict(self.tables)
-
-    def to_datasets(self):
-        """A ``datasets.DatasetDict`` with Hugging Face split names (``valid`` -> ``validation``)."""
-        return _to_datasets(self.tables)
-
-
-def _to_datasets(tables: dict[str, pa.Table]):
-    try:
-        import datasets
-    except ModuleNotFoundError:
-        raise BenchgenError("output='datasets' needs the datasets package: pip install 'benchgen[datasets]'") from None
-    return datasets.DatasetDict({HF_SPLIT_NAMES.get(s, s): datasets.Dataset(t) for s, t in tables.items()})
 
 
 def _datasets_installed() -> bool:
@@ -190,7 +47,7 @@ def _shape(ds: Dataset, output: Output):
         raise BenchgenError(f"output={output!r}: expected one of auto, datasets, arrow, benchgen")
     tables = ds.tables if isinstance(ds, MemoryDataset) else {s: ds.table(s) for s in ds.splits}
     if output == "datasets" or (output == "auto" and _datasets_installed()):
-        return _to_datasets(tables)
+        return to_datasets(tables)
     return dict(tables)
 
 
@@ -208,54 +65,21 @@ def generate(task: str, preset: str | None = None, *, output: Output = "auto", p
     """
     from benchgen import registry
     from benchgen.config import build_config
+    from benchgen.pipeline.generate import generate as _generate
 
-    mod = registry.get_task(task)
+    spec = registry.get_task(task)
     options = {**(read_config(config) if isinstance(config, (str, Path)) else dict(config or {})), **overrides}
     file_preset = options.pop("preset", None)
     preset = preset if preset is not None else file_preset
-    for cli_only in ("out", "overwrite"):  # a CLI config file may name them; in memory they mean nothing
+    for cli_only in ("out", "overwrite", "workers"):  # a CLI config file may name them; in memory they mean nothing
         options.pop(cli_only, None)
-    cfg = build_config(mod.CONFIG, mod.PRESETS, preset, options)
-    sink: dict = {}
-    writer = type("_SinkWriter", (_MemoryWriter,), {"sink": sink})
-    never_created = Path(tempfile.gettempdir()) / f"benchgen-memory-{uuid.uuid4().hex}"
-    token = WRITER_OVERRIDE.set(writer)
-    try:
-        mod.generate(cfg, never_created, overwrite=False, progress=progress)
-    finally:
-        WRITER_OVERRIDE.reset(token)
-    if not sink:
-        raise BenchgenError(f"task {task!r}: its generate() did not write through benchgen.dataset.DatasetWriter")
-    return _shape(MemoryDataset(**sink), output)
+    cfg = build_config(spec.config, spec.presets, preset, options)
+    return _shape(_generate(spec, cfg, progress=progress), output)
 
 
 def load(path: str | Path, *, output: Output = "benchgen"):
     """Open a dataset directory: a benchgen ``Dataset`` (default), or its splits as in ``generate``."""
     return _shape(_load_dir(path), output)
-
-
-def read_config(path: str | Path) -> dict:
-    """Options from a JSON or YAML file (keys as the CLI's option names, `-` or `_`)."""
-    import json
-
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise BenchgenError(f"--config {path}: cannot read ({e.strerror})") from None
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as e:  # yaml.YAMLError / json.JSONDecodeError: both one-line messages
-        raise BenchgenError(f"--config {path}: not valid {path.suffix.lstrip('.') or 'JSON'} "
-                            f"({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise BenchgenError(f"--config {path}: expected a mapping of option names to values")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -285,7 +109,7 @@ def evaluate(dataset, predictions, **options: Any):
 
 def audit(dataset) -> list[str]:
     """Re-derive every split guarantee (directory, Dataset or MemoryDataset); [] when clean."""
-    from benchgen.audit import audit as _audit
+    from benchgen.pipeline.audit import audit as _audit
 
     if isinstance(dataset, MemoryDataset):  # the audit reads the files themselves: write them first
         with tempfile.TemporaryDirectory(prefix="benchgen-audit-") as tmp:
@@ -295,7 +119,7 @@ def audit(dataset) -> list[str]:
 
 # --- per-item reward ----------------------------------------------------------------------------
 def _normalization(normalization):
-    from benchgen.evaluators.scoring import Normalization
+    from benchgen.evaluators.scoring.score import Normalization
 
     return normalization or Normalization()
 
@@ -359,4 +183,4 @@ def verl_compute_score(data_source: str, solution_str: str, ground_truth: str, e
 
 
 __all__ = ["generate", "load", "evaluate", "audit", "score_answer", "reward_function", "verl_compute_score",
-           "read_config", "MemoryDataset", "HF_SPLIT_NAMES"]
+           "read_config", "MemoryDataset"]

@@ -1,4 +1,4 @@
-"""Config helpers shared by every task: integer-set parsing, preset + override resolution."""
+"""Config helpers shared by tasks and models: value parsing, presets, ``--set`` overrides, config files."""
 
 from __future__ import annotations
 
@@ -6,19 +6,17 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from benchgen.errors import ConfigError
+from benchgen.errors import BenchgenError, ConfigError
 
 # Sizes beyond these are refused with the limit named (they would run for minutes or exhaust memory).
 MAX_INT_SET = 1000          # values in one integer set (e.g. --train-hops 2-1000)
 MAX_INT_VALUE = 10**9       # any integer option (sizes, depths, widths)
 MAX_SEED = 2**63 - 1
-MAX_COUNT = 2_000_000       # one per-hop / per-cell count
-MAX_ENTITIES = 1_000_000
-MAX_TRIPLES = 20_000_000    # khop: num-entities x out-degree
-MAX_ROWS = 20_000_000       # estimated rows of a whole dataset
-MAX_TOKENS = 2_000_000_000  # estimated input tokens of a whole dataset
 
 
 def parse_int_set(text: str | int | list | tuple, option: str = "value") -> tuple[int, ...]:
@@ -167,57 +165,76 @@ def _check_cells(cells: tuple[tuple[int, int], ...], option: str) -> tuple[tuple
     return cells
 
 
-def check_size(cfg: Any) -> None:
-    """Refuse configs whose dataset would be unreasonably large (rough upper estimate, limit named).
+@dataclass(frozen=True)
+class Preset:
+    """A named published or CPU-sized setting: a description and the config values it sets.
 
-    Generic over tasks: depths are the integer sets named *hops*/*operands*, widths those named
-    *widths*/*lengths*; counts are the *_per_hop/*_per_cell fields.
+    Data presets (``tasks/*/config.py``) hold the task config's fields; model presets
+    (``reference_models/config.py``) hold ``{"model": {...}, "train": {...}}``. Both are resolved
+    by :func:`build_config` and overridden with the one syntax of :func:`parse_sets`."""
+
+    description: str
+    config: Mapping[str, Any]
+
+
+def parse_sets(items: Sequence[str], sections: Sequence[str] | None = None, option: str = "set") -> dict:
+    """``--set KEY=VALUE`` items as a dict (``SECTION.KEY=VALUE`` into ``{SECTION: {KEY: VALUE}}``).
+
+    The one override syntax for data and model presets: ``--set train_hops=2-4`` on ``generate``,
+    ``--set model.loops=8`` on ``train``; values stay text and are coerced by the config's field type.
     """
-    d = dataclasses.asdict(cfg)
-    for k, v in d.items():
-        if (k.endswith("_per_hop") or k.endswith("_per_cell")) and isinstance(v, int) and v > MAX_COUNT:
-            raise ConfigError(k, f"expected at most {MAX_COUNT:,} per hop/cell, got {v:,}")
-    if isinstance(d.get("num_entities"), int) and d["num_entities"] > MAX_ENTITIES:
-        raise ConfigError("num_entities", f"expected at most {MAX_ENTITIES:,}, got {d['num_entities']:,}")
-    triples = 0
-    if isinstance(d.get("num_entities"), int) and isinstance(d.get("out_degree"), int):
-        triples = max(0, d["num_entities"]) * max(0, d["out_degree"])
-        if triples > MAX_TRIPLES:
-            raise ConfigError("out_degree", f"num-entities x out-degree = {triples:,} triples; the limit is {MAX_TRIPLES:,}")
-    def ints(word: str) -> list[int]:
-        return [x for k, v in d.items() if word in k and isinstance(v, (list, tuple)) for x in v if isinstance(x, int)]
-
-    depths = ints("hops") + ints("operands")
-    digits, lengths = ints("widths"), ints("lengths")  # digits per operand; whole sequence lengths
-    widths = digits + lengths
-    held = [c for k, v in d.items() if k == "held_out" and isinstance(v, (list, tuple)) for c in v]
-    depths += [c[0] for c in held]
-    widths += [c[1] for c in held]
-    n_cells = max(1, len(set(depths))) * max(1, len(set(widths))) + len(held)
-    per = sum(v for k, v in d.items() if (k.endswith("_per_hop") or k.endswith("_per_cell")) and isinstance(v, int))
-    ratio = d.get("inferred_ratio")
-    inferred = int(ratio * triples) if isinstance(ratio, (int, float)) and math.isfinite(ratio) else 0
-    rows = n_cells * max(0, per) + triples + inferred
-    if hasattr(cfg, "estimated_rows"):  # a task that knows its split sizes estimates them itself
-        rows = cfg.estimated_rows()
-    max_d = max([1, *depths])
-    per_row = max(max_d * (max([1, *digits]) + 1), max([1, *lengths]), max_d) + 4
-    tokens = rows * per_row
-    if rows > MAX_ROWS:
-        raise ConfigError("size", f"this config would generate about {rows:,} rows; the limit is {MAX_ROWS:,} "
-                                  "(lower the per-hop/per-cell counts or the number of depths)")
-    if tokens > MAX_TOKENS:
-        raise ConfigError("size", f"this config would generate about {tokens:,} tokens; the limit is "
-                                  f"{MAX_TOKENS:,} (lower the counts, depths or widths)")
+    out: dict[str, Any] = {s: {} for s in sections or ()}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        key = key.strip().replace("-", "_")
+        if sections:
+            section, dot, name = key.partition(".")
+            if not sep or not dot or not name or section not in out:
+                raise ConfigError(option, f"expected {' or '.join(f'{s}.KEY=VALUE' for s in sections)}, got {item!r}")
+            out[section][name] = value.strip()
+        else:
+            if not sep or not key or "." in key:
+                raise ConfigError(option, f"expected KEY=VALUE (a config option), got {item!r}")
+            out[key] = value.strip()
+    return out
 
 
-def build_config(cls: type, presets: dict[str, dict], preset: str | None, overrides: dict) -> Any:
-    """Defaults <- preset <- overrides (None values ignored), coerced and validated."""
+def read_config(path: str | Path, option: str = "--config") -> dict:
+    """Options from a JSON or YAML file (keys as the CLI's option names, ``-`` or ``_``)."""
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise BenchgenError(f"{option} {path}: cannot read ({e.strerror})") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:  # yaml.YAMLError / json.JSONDecodeError: both one-line messages
+        raise BenchgenError(f"{option} {path}: not valid {path.suffix.lstrip('.') or 'JSON'} "
+                            f"({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise BenchgenError(f"{option} {path}: expected a mapping of option names to values")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(cls: type, presets: Mapping[str, Preset], preset: str | None, overrides: dict,
+                 section: str | None = None) -> Any:
+    """Defaults <- preset <- overrides (None values ignored), coerced and validated.
+
+    ``section`` prefixes option names in errors (``model.loops``). A config class may define
+    ``validate()`` (impossible values) and ``check_size()`` (datasets too large to generate).
+    """
     values: dict[str, Any] = {}
     if preset is not None:
         if preset not in presets:
             raise ConfigError("preset", f"unknown preset {preset!r} (expected one of {', '.join(presets)})")
-        values.update(presets[preset]["config"])
+        values.update(presets[preset].config)
     names = {f.name: f for f in dataclasses.fields(cls)}
     given = {k for k, v in overrides.items() if v is not None}
     for pair in getattr(cls, "__exclusive__", ()):  # an override of one alternative clears the other
@@ -228,12 +245,14 @@ def build_config(cls: type, presets: dict[str, dict], preset: str | None, overri
         if v is None:
             continue
         if k not in names:
-            raise ConfigError(k, f"unknown option (expected one of {', '.join(names)})")
+            name = f"{section}.{k}" if section else k
+            raise ConfigError(name, f"unknown option (expected one of {', '.join(names)})")
         values[k] = v
     cfg = cls(**{k: coerce(names[k], v) for k, v in values.items()})
     if hasattr(cfg, "validate"):
         cfg.validate()
-    check_size(cfg)
+    if hasattr(cfg, "check_size"):
+        cfg.check_size()
     return cfg
 
 

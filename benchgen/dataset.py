@@ -9,7 +9,10 @@ Layout of a dataset directory::
     <task extras>                         e.g. kg.parquet for khop
 
 Writes build everything in a temporary directory next to the target and rename it into place
-at the end, so an interrupted run never leaves a half dataset that looks whole.
+at the end, so an interrupted run never leaves a half dataset that looks whole. A task writes
+through the writer it is handed; the pipeline (``benchgen.pipeline.generate``) then calls
+``finish`` (shards named and hashed, manifest and vocab written), measures validity on the
+finished files, and ``commit`` adds the validity record and the card and moves it into place.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import os
 import shutil
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +30,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchgen import __version__
 from benchgen.atomic import check_target, new_temp_dir, swap_into_place
 from benchgen.errors import BenchgenError, DatasetError
 from benchgen.schema import SPLIT_NAME
+from benchgen.version import __version__
 from benchgen.vocab import Vocab
 
 MANIFEST = "manifest.json"
@@ -69,34 +71,62 @@ class SplitInfo:
     depths: dict[str, int]
 
 
-# In-memory generation (``benchgen.api.generate``) swaps in its writer class for the current
-# context only, so task modules keep calling ``DatasetWriter(...)`` unchanged.
-WRITER_OVERRIDE: ContextVar[type | None] = ContextVar("benchgen_writer_override", default=None)
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding (low cardinality); ids and prompts gain nothing and cost time."""
+    return [n for n in ("split", "depth", "width") if n in schema.names]
+
+
+def build_manifest(task: str, config: dict, seed: int, schema: pa.Schema, splits: dict[str, SplitInfo],
+                   extras: dict[str, str]) -> dict:
+    """manifest.json's content; the fingerprint hashes task, config, seed and every file's hash."""
+    fp = hashlib.sha256(json.dumps(
+        {"task": task, "config": config, "seed": seed,
+         "splits": {k: v.sha256 for k, v in splits.items()}, "extras": extras},
+        sort_keys=True).encode()).hexdigest()
+    return {
+        "benchgen_version": __version__,
+        "task": task,
+        "config": config,
+        "seed": seed,
+        "fingerprint": fp,
+        "schema": [{"name": f.name, "type": str(f.type)} for f in schema],
+        "splits": {k: {"rows": v.rows, "shards": v.shards, "sha256": v.sha256, "depths": v.depths}
+                   for k, v in splits.items()},
+        "extras": extras,
+    }
+
+
+def check_split(split: str, known) -> None:
+    """A new split's name is Hub-safe and not written before."""
+    if not SPLIT_NAME.match(split):
+        raise BenchgenError(f"split name {split!r}: must match ^\\w+$")
+    if split in known:
+        raise BenchgenError(f"split {split!r} written twice")
 
 
 class DatasetWriter:
-    """Streams split tables into shards in a temp dir; ``close`` writes metadata and renames."""
+    """Streams split tables into shards in a temp dir; ``finish`` + ``commit`` write metadata and rename.
 
-    def __new__(cls, *args, **kwargs):
-        """Build ``cls``, or the context's override class (in-memory generation) for the base class."""
-        override = WRITER_OVERRIDE.get()
-        return super().__new__(override if override is not None and cls is DatasetWriter else cls)
+    Leaving the ``with`` block without a commit (an error, or an interrupted run) removes the
+    temp dir, so nothing half-written ever appears at ``out``.
+    """
+
+    supports_parts = True  # worker processes may encode shards to part_path() themselves
 
     def __init__(self, out: str | Path, *, task: str, config: dict, seed: int, vocab: Vocab,
-                 schema: pa.Schema, overwrite: bool = False, description: str = "",
-                 rows_per_shard: int = DEFAULT_ROWS_PER_SHARD):
+                 schema: pa.Schema, overwrite: bool = False, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD):
         self.out = check_target(out, overwrite, kind="dataset").resolve()
         self.overwrite = overwrite
         self.task, self.config, self.seed, self.vocab = task, config, seed, vocab
-        self.schema, self.description, self.rows_per_shard = schema, description, rows_per_shard
+        self.schema, self.rows_per_shard = schema, rows_per_shard
         self.tmp = new_temp_dir(self.out, "dataset")
         (self.tmp / DATA).mkdir()
         self.splits: dict[str, SplitInfo] = {}
         self._pending: dict[str, tuple[list, dict[int, int]]] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
-        # dictionary-encode only low-cardinality columns: ids/prompts gain nothing and cost time
-        self.dictionary_columns = [n for n in ("split", "depth", "width") if n in schema.names]
+        self.dictionary_columns = dictionary_columns(schema)
         self.extras: dict[str, str] = {}
+        self.committed = False
 
     # -- writing -------------------------------------------------------------------------
     def write_split(self, split: str, tables: Iterable[pa.Table]) -> None:
@@ -105,10 +135,7 @@ class DatasetWriter:
         Shards are encoded on a small thread pool (parquet encoding releases the GIL), so the
         generator produces the next batch while earlier shards compress; ``close`` waits for them.
         """
-        if not SPLIT_NAME.match(split):
-            raise BenchgenError(f"split name {split!r}: must match ^\\w+$")
-        if split in self.splits or split in self._pending:
-            raise BenchgenError(f"split {split!r} written twice")
+        check_split(split, {*self.splits, *self._pending})
         parts: list[tuple[Path, Future]] = []
         pending: list[pa.Table] = []
         pending_rows = 0
@@ -150,8 +177,7 @@ class DatasetWriter:
 
     def add_parts(self, split: str, parts: list[Path], depth_counts: dict[int, int]) -> None:
         """Register shards already encoded by :func:`encode_shard` at ``part_path(split, i)`` (worker processes)."""
-        if split in self.splits or split in self._pending:
-            raise BenchgenError(f"split {split!r} written twice")
+        check_split(split, {*self.splits, *self._pending})
         if not parts:
             raise BenchgenError(f"split {split!r} has no rows")
         self._pending[split] = ([(p, _done()) for p in parts], dict(depth_counts))
@@ -178,41 +204,26 @@ class DatasetWriter:
 
     # -- finishing -----------------------------------------------------------------------
     def manifest(self) -> dict:
-        fp = hashlib.sha256(json.dumps(
-            {"task": self.task, "config": self.config, "seed": self.seed,
-             "splits": {k: v.sha256 for k, v in self.splits.items()}, "extras": self.extras},
-            sort_keys=True).encode()).hexdigest()
-        return {
-            "benchgen_version": __version__,
-            "task": self.task,
-            "config": self.config,
-            "seed": self.seed,
-            "fingerprint": fp,
-            "schema": [{"name": f.name, "type": str(f.type)} for f in self.schema],
-            "splits": {k: {"rows": v.rows, "shards": v.shards, "sha256": v.sha256, "depths": v.depths}
-                       for k, v in self.splits.items()},
-            "extras": self.extras,
-        }
+        return build_manifest(self.task, self.config, self.seed, self.schema, self.splits, self.extras)
 
-    def close(self) -> Path:
-        """Finish shards, write metadata and move the dataset into place; on any error remove the temp dir."""
-        try:
-            self._finish_splits()
-            self._pool.shutdown()
-            manifest = self.manifest()
+    def finish(self) -> Dataset:
+        """Wait for every shard, name and hash them, write manifest.json and vocab.json; the files
+        (still in the temp dir) open as a :class:`Dataset` for the validity check."""
+        self._finish_splits()
+        self._pool.shutdown()
+        (self.tmp / MANIFEST).write_text(json.dumps(self.manifest(), indent=1) + "\n")
+        self.vocab.save(self.tmp / VOCAB)
+        return Dataset(self.tmp)
+
+    def commit(self, *, validity: dict | None, card: str) -> Path:
+        """Record ``validity`` in the manifest, write the dataset card, move the dataset into place."""
+        manifest = self.manifest()
+        if validity is not None:
+            manifest["validity"] = validity
             (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-            self.vocab.save(self.tmp / VOCAB)
-            from benchgen.validity import measure  # lazy: loads the task's baselines
-
-            validity = measure(Dataset(self.tmp))  # cheap baselines on the written splits
-            if validity is not None:
-                manifest["validity"] = validity
-                (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-            (self.tmp / CARD).write_text(render_card(manifest, self.description))
-            swap_into_place(self.tmp, self.out, overwrite=self.overwrite, kind="dataset")
-        except BaseException:
-            self.abort()
-            raise
+        (self.tmp / CARD).write_text(card)
+        swap_into_place(self.tmp, self.out, overwrite=self.overwrite, kind="dataset")
+        self.committed = True
         return self.out
 
     def abort(self) -> None:
@@ -223,17 +234,8 @@ class DatasetWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
+        if not self.committed:
             self.abort()
-
-
-def render_card(manifest: dict, description: str = "") -> str:
-    """Dataset card (Hub YAML, splits, guarantees, validity, BibTeX): see ``benchgen.card``."""
-    from benchgen.card import render_card as _render
-
-    return _render(manifest, description)
 
 
 def _safe_relpath(name: object) -> bool:

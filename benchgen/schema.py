@@ -9,6 +9,8 @@ import pyarrow as pa
 
 SPLITS = ("train", "valid", "test_id", "test_systematic", "test_interp", "test_depth")
 SPLIT_NAME = re.compile(r"^\w+$")
+# Hub split name for benchgen split names that differ from the Hub convention.
+HF_SPLIT_NAMES = {"valid": "validation"}
 ID_DIGITS = 9
 
 BASE_FIELDS = [
@@ -20,6 +22,11 @@ BASE_FIELDS = [
     pa.field("prompt", pa.string(), nullable=False),
     pa.field("answer", pa.string(), nullable=False),
 ]
+
+
+def hf_split(split: str) -> str:
+    """Hub split name of a benchgen split (``valid`` -> ``validation``; others unchanged)."""
+    return HF_SPLIT_NAMES.get(split, split)
 
 
 def example_schema(extras: list[pa.Field] | None = None) -> pa.Schema:

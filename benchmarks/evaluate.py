@@ -27,6 +27,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchgen.dataset import DatasetWriter  # noqa: E402
+from benchgen.pipeline.card import render_card  # noqa: E402
 from benchgen.schema import example_schema, make_ids  # noqa: E402
 from benchgen.vocab import Vocab, list_array_from_matrix  # noqa: E402
 
@@ -65,6 +66,8 @@ def build_dataset(out: Path, rows: int, rng: np.random.Generator) -> tuple[Path,
                 "prompt": pa.array(np.full(n, "", dtype=object), pa.string()),
                 "answer": vocab.render(tgt),
             }, schema=example_schema())])
+        w.finish()
+        w.commit(validity=None, card=render_card(w.manifest()))
     return out, tails
 
 

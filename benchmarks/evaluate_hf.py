@@ -23,19 +23,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def build(root: Path, examples: int):
     import torch
-    from benchgen.tasks import khop
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     from benchgen.config import build_config
     from benchgen.dataset import load
+    from benchgen.pipeline.generate import generate
+    from benchgen.tasks.khop import TASK as KHOP
 
     per_hop = max(examples // 2, 8)
-    cfg = build_config(khop.KhopConfig, khop.PRESETS, None, {
+    cfg = build_config(KHOP.config, KHOP.presets, None, {
         "structure": "permutation", "num_entities": 64, "num_relations": 8, "out_degree": 8,
         "ood_fraction": 0.0, "train_hops": "2", "test_hops": "3,4", "train_per_hop": 200,
         "valid_per_hop": 8, "test_per_hop": per_hop, "systematic_per_hop": 0, "seed": 0})
-    ds = load(khop.generate(cfg, root / "khop", progress=False))
+    ds = load(generate(KHOP, cfg, root / "khop"))
     tk = Tokenizer(models.WordLevel({t: i for i, t in enumerate(ds.vocab.tokens)}, unk_token="<pad>"))
     tk.pre_tokenizer = pre_tokenizers.Split(Regex("<[^>]*>"), behavior="isolated")
     tk.decoder = decoders.Fuse()
@@ -51,7 +52,7 @@ def build(root: Path, examples: int):
 def timed(ds, spec: str, batch: int, device: str, splits: list[str], limit: int | None,
           repeats: int = 2) -> tuple[float, int]:
     """Best of ``repeats`` timed passes after one untimed warm-up pass (every prompt shape seen)."""
-    from benchgen.evaluators.run_model import build_adapter, run_model
+    from benchgen.evaluators.models.run import build_adapter, run_model
 
     adapter = build_adapter(spec, ds, device=device)
     run_model(ds, adapter, splits=splits, batch_size=batch, limit=limit, progress=False)  # warm-up

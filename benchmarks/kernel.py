@@ -128,9 +128,10 @@ def bench_model(d_model: int = 1024, loops: int = 4, batch: int = 16, seq: int =
     with the Triton junction vs the PyTorch reference junction. Target: >= 1.2x."""
     import dataclasses
 
+    from triton.testing import do_bench
+
     from benchgen.reference_models.config import ModelConfig
     from benchgen.reference_models.model import LoopedTransformer
-    from triton.testing import do_bench
 
     base = ModelConfig(vocab_size=512, max_len=seq, d_model=d_model, n_heads=max(1, d_model // 64), n_prelude=1,
                        n_block=2, n_coda=1, loops=loops, injection="parcae", conditioning="loopformer",

@@ -14,17 +14,17 @@ import dataclasses
 from pathlib import Path
 
 from benchgen.evaluators.metrics import MetricSettings, compute_metrics
-from benchgen.evaluators.oracle import oracle_predictions
-from benchgen.evaluators.outputs import write_outputs
-from benchgen.evaluators.predictions import (
+from benchgen.evaluators.models.oracle import oracle_predictions
+from benchgen.evaluators.report.outputs import rerender, write_outputs
+from benchgen.evaluators.report.render import render_html, render_markdown
+from benchgen.evaluators.results import SCHEMA_VERSION, Results
+from benchgen.evaluators.scoring.predictions import (
     load_predictions,
     read_predictions,
     validate_predictions,
     write_predictions,
 )
-from benchgen.evaluators.report import render_html, render_markdown, rerender
-from benchgen.evaluators.results import SCHEMA_VERSION, Results
-from benchgen.evaluators.scoring import Normalization, Scored, cells, resolve_dataset, score
+from benchgen.evaluators.scoring.score import Normalization, Scored, cells, resolve_dataset, score
 
 __all__ = [
     "evaluate", "Results", "MetricSettings", "Normalization", "Scored", "SCHEMA_VERSION",

@@ -42,7 +42,7 @@ DOCS_MODULE = "benchgen_docs"
 EXACT_MATCH = {"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
                "ignore_case": False, "ignore_punctuation": False,
                "regexes_to_ignore": [r"^\s+", r"\s+$"]}
-HF_SPLIT_NAMES = {"valid": "validation"}  # as in benchgen.card: the Hub's split names
+HF_SPLIT_NAMES = {"valid": "validation"}  # as in benchgen.pipeline.card: the Hub's split names
 
 
 def task_prefix(dataset: Dataset, name: str | None = None) -> str:

@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from benchgen.evaluators.scoring import Scored, wilson
 
 from benchgen.errors import BenchgenError
+from benchgen.evaluators.scoring.score import Scored, wilson
 
 EPS = 1e-9  # tolerance on threshold comparisons (accuracies are ratios of integers)
 
@@ -46,7 +46,7 @@ class MetricSettings:
     tau: float = 0.9               # accuracy threshold for depth horizon and loops-needed
     delta: float = 0.05            # overthinking onset tolerance below the peak
     bootstrap: int = 1000          # bootstrap resamples for derived numbers
-    seed: int = 0                  # bootstrap seed
+    bootstrap_seed: int = 0        # seed of the bootstrap resampling (not the data's seed)
     halt_kl: float = 0.01          # halting rule: KL(p_t || p_{t-1}) < halt_kl ...
     halt_entropy: float = 3.0      # ... and entropy < halt_entropy (Loop-Think-Generalize)
     primary_loops: int | None = None  # loops used for per-split / depth metrics (None: largest)
@@ -156,7 +156,7 @@ def depth_extrapolation(cells: pd.DataFrame, settings: MetricSettings) -> dict:
     T = primary_loops(cells, settings)
     id_s, ext_s = settings.id_split, settings.depth_split
     base = {"tau": settings.tau, "loops": T, "id_split": id_s, "extrapolation_split": ext_s,
-            "bootstrap": {"resamples": settings.bootstrap, "seed": settings.seed,
+            "bootstrap": {"resamples": settings.bootstrap, "seed": settings.bootstrap_seed,
                           "method": "stratified by (split, depth) cell"}}
     splits = set(cells["split"])
     if ext_s not in splits:
@@ -182,7 +182,7 @@ def _extrapolation_summary(sel: pd.DataFrame, settings: MetricSettings, bootstra
     depth = sel["depth"].to_numpy(np.int64)
     curve_depths, curve_code = np.unique(depth, return_inverse=True)
     ext_depths, ext_code = np.unique(depth[is_ext], return_inverse=True)
-    rng = np.random.default_rng(settings.seed)
+    rng = np.random.default_rng(settings.bootstrap_seed)
     draws = [c[None, :].astype(np.float64)]  # row 0: the observed counts
     if bootstrap:
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from benchgen.evaluators.scoring import CELL_COLUMNS
 
-from benchgen import __version__
 from benchgen.errors import BenchgenError
+from benchgen.evaluators.scoring.score import CELL_COLUMNS
+from benchgen.version import __version__
 
 SCHEMA_VERSION = 1
 RESULTS = "results.json"
@@ -45,7 +45,7 @@ def _plain(x):
 # metrics sections compute_metrics always writes as objects; settings that are numbers
 _METRIC_SECTIONS = ("per_split", "depth_curve", "depth_extrapolation", "overthinking", "depth_reach", "margins",
                     "halting", "oracle_best_loop", "t_first")
-_NUMERIC_SETTINGS = ("tau", "delta", "bootstrap", "seed", "halt_kl", "halt_entropy", "primary_loops")
+_NUMERIC_SETTINGS = ("tau", "delta", "bootstrap", "bootstrap_seed", "seed", "halt_kl", "halt_entropy", "primary_loops")
 
 
 def validate_results_json(data: object, where: str) -> None:

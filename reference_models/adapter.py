@@ -1,4 +1,7 @@
-"""Evaluator adapter for reference-model runs: ``--model reference:RUN_DIR`` (evaluators.protocol).
+"""Evaluator adapter for reference-model runs: ``--model reference:RUN_DIR``.
+
+:class:`ReferenceAdapter` implements the evaluators' model protocol
+(:class:`benchgen.evaluators.models.protocol.ModelAdapter`) by name, like every other adapter.
 
 Loops sweep in one pass: the first answer token of every example is read out after *every*
 iteration of a single forward pass of T_max = max(loops) iterations (norm -> head on the loop
@@ -21,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
-from benchgen.reference_models import checkpoint as ckpt
-from benchgen.reference_models.data import AnswerFormat, _lengths
 
 from benchgen.errors import BenchgenError
+from benchgen.evaluators.models.protocol import ModelAdapter
+from benchgen.reference_models import checkpoint as ckpt
+from benchgen.reference_models.data import AnswerFormat, _lengths
 from benchgen.vocab import list_array_from_matrix
 
 
@@ -56,7 +60,7 @@ def run_metadata(config: dict) -> dict:
     return meta
 
 
-class ReferenceAdapter:
+class ReferenceAdapter(ModelAdapter):
     """A trained LoopedTransformer run directory answering benchgen examples."""
 
     supports_loops = True

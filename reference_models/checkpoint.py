@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchgen.reference_models.config import ModelConfig, TrainConfig, from_dicts
 
 from benchgen.errors import BenchgenError
+from benchgen.reference_models.config import ModelConfig, TrainConfig, from_dicts
 from benchgen.vocab import Vocab
 
 WEIGHTS, CONFIG, OPTIM, VOCAB = "model.safetensors", "config.json", "optimizer.pt", "vocab.json"
@@ -113,9 +113,10 @@ def configs(cfg: dict, where: str | Path) -> tuple[ModelConfig, TrainConfig]:
 
 def load_model(run: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode, config dict) from a run directory."""
-    from benchgen.reference_models.model import LoopedTransformer
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from benchgen.reference_models.model import LoopedTransformer
 
     cfg = read_config(run)
     model_cfg, _ = configs(cfg, Path(run) / CONFIG)

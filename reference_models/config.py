@@ -1,18 +1,18 @@
 """Configs of the reference looped transformers (model + training) and the paper/CPU presets.
 
-A preset is ``{"description": str, "model": {...}, "train": {...}}``; ``resolve`` layers
-defaults <- preset or JSON config file <- ``section.field=value`` overrides, coerced and validated.
+A preset is a :class:`benchgen.config.Preset` (as the data presets are) whose config is
+``{"model": {...}, "train": {...}}``; ``resolve`` layers defaults <- preset or a JSON/YAML config
+file <- ``--set section.field=value`` overrides (the syntax ``generate --set`` uses), coerced and
+validated by ``benchgen.config.build_config``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from benchgen.config import coerce
+from benchgen.config import Preset, build_config, parse_sets, read_config
 from benchgen.errors import ConfigError
 
 
@@ -215,7 +215,7 @@ _CPU_DEPTH_TRAIN = {"lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "warmup
                     "curriculum_start": 2, "curriculum_every": 100, "curriculum_threshold": 0.9,
                     "curriculum_split": "train", "balance_hops": True}
 
-PRESETS: dict[str, dict] = {
+_SPECS: dict[str, dict] = {
     **{f"ltg-systematic-r{r}": _ltg_sys(r) for r in (1, 2, 4, 8)},
     "ltg-depth": _ltg_depth(4, sampled=True),
     **{f"ltg-depth-r{r}": _ltg_depth(r, sampled=False) for r in (6, 8)},
@@ -295,43 +295,31 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def _apply(cls: type, base: dict, section: str) -> Any:
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    for k in base:
-        if k not in names:
-            raise ConfigError(f"{section}.{k}", f"unknown option (expected one of {', '.join(names)})")
-    cfg = cls(**{k: coerce(names[k], v) for k, v in base.items()})
-    cfg.validate()
-    return cfg
+# Every preset is a Preset value, as the data presets are: config = {"model": {...}, "train": {...}}.
+PRESETS: dict[str, Preset] = {name: Preset(spec["description"], {"model": spec["model"], "train": spec["train"]})
+                              for name, spec in _SPECS.items()}
+SECTIONS = ("model", "train")
 
 
 def resolve(preset: str | None = None, config_file: str | Path | None = None,
             overrides: list[str] | tuple[str, ...] = ()) -> tuple[ModelConfig, TrainConfig]:
-    """Defaults <- preset or JSON file ``{"model": {...}, "train": {...}}`` <- ``section.key=value``."""
-    spec: dict[str, dict] = {"model": {}, "train": {}}
+    """Defaults <- preset or JSON/YAML file ``{"model": {...}, "train": {...}}`` <- ``--set section.key=value``."""
     if preset is not None and config_file is not None:
         raise ConfigError("config", "give --preset or --config, not both")
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError("preset", f"unknown preset {preset!r} (expected one of {', '.join(PRESETS)})")
-        spec = {"model": dict(PRESETS[preset]["model"]), "train": dict(PRESETS[preset]["train"])}
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError("preset", f"unknown preset {preset!r} (expected one of {', '.join(PRESETS)})")
+    spec: dict = {k: dict(v) for k, v in PRESETS[preset].config.items()} if preset else {s: {} for s in SECTIONS}
     if config_file is not None:
-        try:
-            data = json.loads(Path(config_file).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError("config", f"{config_file}: cannot read JSON ({e})") from None
-        if not isinstance(data, dict) or not set(data) <= {"model", "train"}:
+        data = read_config(config_file)
+        if not set(data) <= set(SECTIONS) or not all(isinstance(v, dict) for v in data.values()):
             raise ConfigError("config", f"{config_file}: expected an object with keys 'model' and/or 'train'")
-        spec = {"model": dict(data.get("model", {})), "train": dict(data.get("train", {}))}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or section not in spec:
-            raise ConfigError("set", f"expected model.KEY=VALUE or train.KEY=VALUE, got {item!r}")
-        spec[section][name] = value.strip()
-    return _apply(ModelConfig, spec["model"], "model"), _apply(TrainConfig, spec["train"], "train")
+        spec = {s: dict(data.get(s, {})) for s in SECTIONS}
+    sets = parse_sets(overrides, sections=SECTIONS)
+    return (build_config(ModelConfig, {}, None, {**spec["model"], **sets["model"]}, section="model"),
+            build_config(TrainConfig, {}, None, {**spec["train"], **sets["train"]}, section="train"))
 
 
 def from_dicts(model: dict, train: dict | None = None) -> tuple[ModelConfig, TrainConfig]:
     """Rebuild configs saved in a checkpoint's config.json."""
-    return _apply(ModelConfig, model, "model"), _apply(TrainConfig, train or {}, "train")
+    return (build_config(ModelConfig, {}, None, model, section="model"),
+            build_config(TrainConfig, {}, None, train or {}, section="train"))

@@ -27,6 +27,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from benchgen.reference_models.config import ModelConfig
 from benchgen.reference_models.kernels import junction as _junction
 

@@ -34,6 +34,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from benchgen import seeding
+from benchgen.dataset import Dataset, check_target, load
+from benchgen.errors import BenchgenError
 from benchgen.reference_models import checkpoint as ckpt
 from benchgen.reference_models.config import ModelConfig, TrainConfig
 from benchgen.reference_models.data import (
@@ -45,10 +49,6 @@ from benchgen.reference_models.data import (
     make_batch,
 )
 from benchgen.reference_models.model import LoopedTransformer, rmsnorm
-
-from benchgen import seeding
-from benchgen.dataset import Dataset, check_target, load
-from benchgen.errors import BenchgenError
 
 METRICS, CURVES = "metrics.jsonl", "curves.png"
 
@@ -357,184 +357,230 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
           train_cfg: TrainConfig | None = None, *, resume: bool = False, overwrite: bool = False,
           steps: int | None = None, progress: bool = True, preset: str | None = None) -> Path:
     """Train (or ``resume``) a run in ``out``; returns the run directory."""
-    rank, world, local_rank = _dist()
-    out = Path(out)
-    ds = load(data)
-    if resume:
-        saved = ckpt.read_config(out)
-        if saved["dataset"]["fingerprint"] != ds.fingerprint:
-            raise BenchgenError(f"--resume: {out} was trained on dataset {saved['dataset']['fingerprint'][:16]}, "
-                                f"not {ds.path} ({ds.fingerprint[:16]})")
-        model_cfg, train_cfg = ckpt.configs(saved, out / ckpt.CONFIG)
-        preset = saved.get("preset")
-    elif rank == 0:
-        check_target(out, overwrite, kind="run")  # before any work: kind, writability, stale temp dirs
-    if model_cfg is None or train_cfg is None:
-        raise BenchgenError("train: give a model and train config (or --resume)")
-    if steps is not None:
-        train_cfg = dataclasses.replace(train_cfg, steps=steps)
-    train_cfg.validate()
-    check_sizes(model_cfg, train_cfg)
-    if train_cfg.batch_size % world:
-        raise BenchgenError(f"option 'batch_size': {train_cfg.batch_size} is not divisible by {world} ranks")
-    if train_cfg.threads:
-        torch.set_num_threads(train_cfg.threads)
-    device = _device(train_cfg, local_rank)
-    ddp = world > 1
-    if ddp and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    return Trainer(data, out, model_cfg, train_cfg, resume=resume, overwrite=overwrite, steps=steps,
+                   preset=preset).fit(progress)
 
-    fmt = answer_format(ds)
-    if "train" not in ds.splits:
-        raise BenchgenError(f"{ds.path}: no train split")
-    model_cfg = fill_from_dataset(model_cfg, ds, fmt)
-    train_data = load_split(ds, "train", fmt)
-    evals = {s: load_split(ds, s, fmt, limit=train_cfg.eval_examples, seed=train_cfg.seed) for s in ds.splits}
-    held_out = None
-    if train_cfg.curriculum:
-        if train_cfg.curriculum_split not in ds.splits:
-            raise BenchgenError(f"curriculum: {ds.path} has no '{train_cfg.curriculum_split}' split to measure on "
-                                f"(splits: {', '.join(ds.splits)})")
-        held_out = load_split(ds, train_cfg.curriculum_split, fmt)
-    meta = {"dataset": {"path": str(ds.path.resolve()), "task": ds.task, "fingerprint": ds.fingerprint},
-            "answer": fmt.to_dict(), "preset": preset, "world_size": world}
 
-    torch.manual_seed(train_cfg.seed)
-    model = LoopedTransformer(model_cfg).to(device)
-    opt = torch.optim.AdamW(param_groups(model, train_cfg.weight_decay), lr=train_cfg.lr,
-                            betas=(train_cfg.beta1, train_cfg.beta2))
-    start = 0
-    if resume:
-        loaded, _ = ckpt.load_model(out, device)
-        model.load_state_dict(loaded.state_dict())
-        start, rng = ckpt.load_optimizer(out, opt)
-        if start != ckpt.read_config(out)["step"]:
-            raise BenchgenError(f"--resume: {out} holds a torn checkpoint (optimizer step {start} != config step)")
-        ckpt.set_rng_state(rng)
-        if rank == 0:
-            _truncate_metrics(out / METRICS, start)
-    elif rank == 0:
-        from benchgen.atomic import atomic_dir
+class Trainer:
+    """One training run: configs and data resolved, model and optimizer built (or resumed), then ``fit``."""
 
-        # a fresh, marked run replaces the old one in one move: a kill before the first checkpoint
-        # leaves either the old run or this empty new one, never a mix of both
-        with atomic_dir(out, overwrite, kind="run") as tmp:
-            (tmp / METRICS).write_text("")
-    past = [json.loads(x) for x in (out / METRICS).read_text().splitlines() if x.strip()] if resume else []
-    cur = Curriculum(train_cfg, train_data.depth, held_out, train_cfg.curriculum_start)
-    cur.hop = curriculum_hop(past, cur.hop, cur.max_hop)
-    if rank == 0 and train_cfg.curriculum and not resume:
-        with open(out / METRICS, "a") as f:
-            f.write(json.dumps({"step": 0, "kind": "curriculum", "hop": None, "acc": None, "advanced": False,
-                                "max_hop": cur.hop, "deepest_hop": cur.max_hop}) + "\n")
+    def __init__(self, data: str | Path, out: str | Path, model_cfg: ModelConfig | None,
+                 train_cfg: TrainConfig | None, *, resume: bool, overwrite: bool, steps: int | None,
+                 preset: str | None):
+        self.rank, self.world, local_rank = _dist()
+        self.out, self.ds, self.resume = Path(out), load(data), resume
+        model_cfg, train_cfg, preset = self._configs(model_cfg, train_cfg, overwrite, steps, preset)
+        if train_cfg.threads:
+            torch.set_num_threads(train_cfg.threads)
+        self.device = _device(train_cfg, local_rank)
+        self.ddp = self.world > 1
+        if self.ddp and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self._load_data(model_cfg, train_cfg, preset)
+        self._build(overwrite)
 
-    def stamp() -> None:
+    def _configs(self, model_cfg, train_cfg, overwrite: bool, steps: int | None, preset: str | None):
+        """The run's configs: given, or the saved ones on resume (same dataset required); sizes checked."""
+        ds, out = self.ds, self.out
+        if self.resume:
+            saved = ckpt.read_config(out)
+            if saved["dataset"]["fingerprint"] != ds.fingerprint:
+                raise BenchgenError(f"--resume: {out} was trained on dataset {saved['dataset']['fingerprint'][:16]}, "
+                                    f"not {ds.path} ({ds.fingerprint[:16]})")
+            model_cfg, train_cfg = ckpt.configs(saved, out / ckpt.CONFIG)
+            preset = saved.get("preset")
+        elif self.rank == 0:
+            check_target(out, overwrite, kind="run")  # before any work: kind, writability, stale temp dirs
+        if model_cfg is None or train_cfg is None:
+            raise BenchgenError("train: give a model and train config (or --resume)")
+        if steps is not None:
+            train_cfg = dataclasses.replace(train_cfg, steps=steps)
+        train_cfg.validate()
+        check_sizes(model_cfg, train_cfg)
+        if train_cfg.batch_size % self.world:
+            raise BenchgenError(f"option 'batch_size': {train_cfg.batch_size} is not divisible by {self.world} ranks")
+        return model_cfg, train_cfg, preset
+
+    def _load_data(self, model_cfg: ModelConfig, train_cfg: TrainConfig, preset: str | None) -> None:
+        """Encoded train / eval / curriculum splits, the model config's sizes filled from the dataset."""
+        ds = self.ds
+        fmt = answer_format(ds)
+        if "train" not in ds.splits:
+            raise BenchgenError(f"{ds.path}: no train split")
+        self.model_cfg, self.train_cfg = fill_from_dataset(model_cfg, ds, fmt), train_cfg
+        self.train_data = load_split(ds, "train", fmt)
+        self.evals = {s: load_split(ds, s, fmt, limit=train_cfg.eval_examples, seed=train_cfg.seed)
+                      for s in ds.splits}
+        self.held_out = None
+        if train_cfg.curriculum:
+            if train_cfg.curriculum_split not in ds.splits:
+                raise BenchgenError(f"curriculum: {ds.path} has no '{train_cfg.curriculum_split}' split to measure "
+                                    f"on (splits: {', '.join(ds.splits)})")
+            self.held_out = load_split(ds, train_cfg.curriculum_split, fmt)
+        self.meta = {"dataset": {"path": str(ds.path.resolve()), "task": ds.task, "fingerprint": ds.fingerprint},
+                     "answer": fmt.to_dict(), "preset": preset, "world_size": self.world}
+
+    def _build(self, overwrite: bool) -> None:
+        """Model and optimizer (restored on resume), the run directory, the curriculum's current hop."""
+        cfg, out = self.train_cfg, self.out
+        torch.manual_seed(cfg.seed)
+        self.model = LoopedTransformer(self.model_cfg).to(self.device)
+        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
+                                     betas=(cfg.beta1, cfg.beta2))
+        self.start = 0
+        if self.resume:
+            loaded, _ = ckpt.load_model(out, self.device)
+            self.model.load_state_dict(loaded.state_dict())
+            self.start, rng = ckpt.load_optimizer(out, self.opt)
+            if self.start != ckpt.read_config(out)["step"]:
+                raise BenchgenError(f"--resume: {out} holds a torn checkpoint (optimizer step {self.start} != "
+                                    "config step)")
+            ckpt.set_rng_state(rng)
+            if self.rank == 0:
+                _truncate_metrics(out / METRICS, self.start)
+        elif self.rank == 0:
+            from benchgen.atomic import atomic_dir
+
+            # a fresh, marked run replaces the old one in one move: a kill before the first checkpoint
+            # leaves either the old run or this empty new one, never a mix of both
+            with atomic_dir(out, overwrite, kind="run") as tmp:
+                (tmp / METRICS).write_text("")
+        past = [json.loads(x) for x in (out / METRICS).read_text().splitlines() if x.strip()] if self.resume else []
+        self.cur = cur = Curriculum(cfg, self.train_data.depth, self.held_out, cfg.curriculum_start)
+        cur.hop = curriculum_hop(past, cur.hop, cur.max_hop)
+        if self.rank == 0 and cfg.curriculum and not self.resume:
+            self.record({"step": 0, "kind": "curriculum", "hop": None, "acc": None, "advanced": False,
+                         "max_hop": cur.hop, "deepest_hop": cur.max_hop})
+        self.lossm: nn.Module = LossModel(self.model, cfg)
+        if self.ddp:
+            self.lossm = nn.parallel.DistributedDataParallel(
+                self.lossm, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=cfg.backprop_last > 0)
+        self.bar = None
+
+    def record(self, row: dict) -> None:
+        """Append one event to metrics.jsonl."""
+        with open(self.out / METRICS, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def eval_T(self) -> int:
+        return eval_loops(self.train_cfg, self.model_cfg.loops, self.cur.hop)
+
+    def stamp(self) -> None:
         """Record what a reader of the checkpoint needs: the trained T and the curriculum depth reached."""
-        meta["trained_loops"] = eval_loops(train_cfg, model_cfg.loops, cur.hop)
-        meta["loop_sampling"] = "fixed" if train_cfg.loops_sampling == "fixed" else "sampled"
-        meta["curriculum"] = {"max_hop": cur.hop, "deepest_hop": cur.max_hop} if train_cfg.curriculum else None
-    lossm: nn.Module = LossModel(model, train_cfg)
-    if ddp:
-        lossm = nn.parallel.DistributedDataParallel(
-            lossm, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=train_cfg.backprop_last > 0)
+        cfg, cur = self.train_cfg, self.cur
+        self.meta["trained_loops"] = self.eval_T()
+        self.meta["loop_sampling"] = "fixed" if cfg.loops_sampling == "fixed" else "sampled"
+        self.meta["curriculum"] = {"max_hop": cur.hop, "deepest_hop": cur.max_hop} if cfg.curriculum else None
 
-    def evaluate(step: int) -> None:
-        model.eval()
-        T_eval = eval_loops(train_cfg, model_cfg.loops, cur.hop)
-        acc = {s: accuracy(model, d, T_eval, device=device) for s, d in evals.items()}
-        model.train()
-        with open(out / METRICS, "a") as f:
-            f.write(json.dumps({"step": step, "kind": "eval", "loops": T_eval, "max_hop": cur.hop,
-                                "acc": acc}) + "\n")
-        plot_curves(out)
-        if bar is not None:
-            bar.write(f"step {step}: " + "  ".join(f"{s}={a:.3f}" for s, a in acc.items()))
+    def evaluate(self, step: int) -> None:
+        """Exact-match accuracy on every split at the stated T, into metrics.jsonl and curves.png."""
+        self.model.eval()
+        T_eval = self.eval_T()
+        acc = {s: accuracy(self.model, d, T_eval, device=self.device) for s, d in self.evals.items()}
+        self.model.train()
+        self.record({"step": step, "kind": "eval", "loops": T_eval, "max_hop": self.cur.hop, "acc": acc})
+        plot_curves(self.out)
+        if self.bar is not None:
+            self.bar.write(f"step {step}: " + "  ".join(f"{s}={a:.3f}" for s, a in acc.items()))
 
-    def check_curriculum(step: int) -> None:
+    def check_curriculum(self, step: int) -> None:
         """Measure k-hop held-out accuracy at the stated T; advance (same decision on every rank)."""
-        advanced = torch.zeros(1, dtype=torch.int64, device=device)  # nccl broadcasts device tensors
-        if rank == 0:
-            model.eval()
-            T_c = eval_loops(train_cfg, model_cfg.loops, cur.hop)
-            a = accuracy(model, cur.probe(), T_c, device=device)
-            model.train()
+        cur, cfg = self.cur, self.train_cfg
+        advanced = torch.zeros(1, dtype=torch.int64, device=self.device)  # nccl broadcasts device tensors
+        if self.rank == 0:
+            self.model.eval()
+            T_c = self.eval_T()
+            a = accuracy(self.model, cur.probe(), T_c, device=self.device)
+            self.model.train()
             hop = cur.hop
             advanced[0] = int(cur.update(a))
-            with open(out / METRICS, "a") as f:
-                f.write(json.dumps({"step": step, "kind": "curriculum", "hop": hop, "acc": a, "loops": T_c,
-                                    "split": train_cfg.curriculum_split, "advanced": bool(advanced[0]),
-                                    "max_hop": cur.hop,
-                                    "deepest_hop": cur.max_hop}) + "\n")
-            if advanced[0] and bar is not None:
-                bar.write(f"step {step}: {hop}-hop {train_cfg.curriculum_split} acc {a:.3f} at T={T_c} "
-                          f"-> training on hops <= {cur.hop}")
-        if ddp:
+            self.record({"step": step, "kind": "curriculum", "hop": hop, "acc": a, "loops": T_c,
+                         "split": cfg.curriculum_split, "advanced": bool(advanced[0]), "max_hop": cur.hop,
+                         "deepest_hop": cur.max_hop})
+            if advanced[0] and self.bar is not None:
+                self.bar.write(f"step {step}: {hop}-hop {cfg.curriculum_split} acc {a:.3f} at T={T_c} "
+                               f"-> training on hops <= {cur.hop}")
+        if self.ddp:
             torch.distributed.broadcast(advanced, 0)
-            if rank != 0 and advanced[0]:
+            if self.rank != 0 and advanced[0]:
                 cur.hop += 1
 
-    bar = None
-    if rank == 0 and progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=train_cfg.steps, initial=start, desc="train", dynamic_ncols=True)
-    model.train()
-    t_last, tokens_since, loss_acc, n_acc = time.perf_counter(), 0, 0.0, 0
-    for step in range(start + 1, train_cfg.steps + 1):
-        lr = lr_at(step, train_cfg)
-        for g in opt.param_groups:
+    def step(self, step: int) -> tuple[torch.Tensor, int, int, float]:
+        """One optimizer step: this rank's slice of the global batch at the step's T. Returns the loss
+        (averaged over ranks), T, the tokens processed (all ranks) and the learning rate."""
+        cfg, rank, world = self.train_cfg, self.rank, self.world
+        lr = lr_at(step, cfg)
+        for g in self.opt.param_groups:
             g["lr"] = lr
-        T, S = sample_loops(train_cfg, model_cfg.loops, step, cur.hop)
+        T, S = sample_loops(cfg, self.model_cfg.loops, step, self.cur.hop)
         row_T = None
-        if train_cfg.loops_per_row:
-            row_T = sample_row_loops(train_cfg, model_cfg.loops, step, train_cfg.batch_size, cur.hop)
+        if cfg.loops_per_row:
+            row_T = sample_row_loops(cfg, self.model_cfg.loops, step, cfg.batch_size, self.cur.hop)
             T = int(row_T.max())
-        route = short_route(train_cfg, T, S, step) if train_cfg.short_route_weight > 0 and T > 1 else None
-        rows = cur.rows(train_cfg.batch_size, step)
-        n_global = int(train_data.n_ans[rows].sum())
+        route = short_route(cfg, T, S, step) if cfg.short_route_weight > 0 and T > 1 else None
+        rows = self.cur.rows(cfg.batch_size, step)
+        n_global = int(self.train_data.n_ans[rows].sum())
         mine = rows[rank * (len(rows) // world):(rank + 1) * (len(rows) // world)]
-        x, y, mask = (t.to(device) for t in make_batch(train_data, mine))
-        share = train_cfg.batch_size // world
-        mine_T = None if row_T is None else row_T[rank * share:(rank + 1) * share].to(device)
-        loss = lossm(x, y, mask, T, S, world / n_global, mine_T, route)
-        opt.zero_grad(set_to_none=True)
+        x, y, mask = (t.to(self.device) for t in make_batch(self.train_data, mine))
+        share = cfg.batch_size // world
+        mine_T = None if row_T is None else row_T[rank * share:(rank + 1) * share].to(self.device)
+        loss = self.lossm(x, y, mask, T, S, world / n_global, mine_T, route)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if train_cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-        opt.step()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
         logged = loss.detach()
-        if ddp:
+        if self.ddp:
             torch.distributed.all_reduce(logged)
             logged = logged / world
-        loss_acc += float(logged)
-        n_acc += 1
-        tokens_since += x.numel() * world
-        if rank == 0 and (step % max(1, train_cfg.log_every) == 0 or step == train_cfg.steps):
-            now = time.perf_counter()
-            tps = tokens_since / max(now - t_last, 1e-9)
-            with open(out / METRICS, "a") as f:
-                f.write(json.dumps({"step": step, "kind": "train", "loss": loss_acc / n_acc, "lr": lr,
-                                    "loops": T, "tokens_per_s": round(tps, 1)}) + "\n")
-            if bar is not None:
-                bar.set_postfix(loss=f"{loss_acc / n_acc:.4f}", tok_s=f"{tps:,.0f}", T=T)
-            t_last, tokens_since, loss_acc, n_acc = now, 0, 0.0, 0
-        if bar is not None:
-            bar.update(1)
-        if cur.due(step):
-            check_curriculum(step)
-        last = step == train_cfg.steps
-        do_eval = last or (train_cfg.eval_every and step % train_cfg.eval_every == 0)
-        do_save = do_eval or (train_cfg.save_every and step % train_cfg.save_every == 0)
-        if rank == 0 and do_eval:
-            evaluate(step)
-        if rank == 0 and do_save:
-            stamp()
-            ckpt.save(out, model, opt, step, model_cfg, train_cfg, meta, ds.vocab)
-    if bar is not None:
-        bar.close()
-    if ddp:
-        torch.distributed.barrier()
-    return out
+        return logged, T, x.numel() * world, lr
+
+    def fit(self, progress: bool = True) -> Path:
+        """Run the remaining steps: log, curriculum checks, evaluations and checkpoints on schedule."""
+        cfg = self.train_cfg
+        if self.rank == 0 and progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.steps, initial=self.start, desc="train", dynamic_ncols=True)
+        self.model.train()
+        t_last, tokens_since, loss_acc, n_acc = time.perf_counter(), 0, 0.0, 0
+        for step in range(self.start + 1, cfg.steps + 1):
+            logged, T, tokens, lr = self.step(step)
+            loss_acc += float(logged)
+            n_acc += 1
+            tokens_since += tokens
+            if self.rank == 0 and (step % max(1, cfg.log_every) == 0 or step == cfg.steps):
+                now = time.perf_counter()
+                tps = tokens_since / max(now - t_last, 1e-9)
+                self.record({"step": step, "kind": "train", "loss": loss_acc / n_acc, "lr": lr, "loops": T,
+                             "tokens_per_s": round(tps, 1)})
+                if self.bar is not None:
+                    self.bar.set_postfix(loss=f"{loss_acc / n_acc:.4f}", tok_s=f"{tps:,.0f}", T=T)
+                t_last, tokens_since, loss_acc, n_acc = now, 0, 0.0, 0
+            if self.bar is not None:
+                self.bar.update(1)
+            self.scheduled(step)
+        if self.bar is not None:
+            self.bar.close()
+        if self.ddp:
+            torch.distributed.barrier()
+        return self.out
+
+    def scheduled(self, step: int) -> None:
+        """What is due after ``step``: a curriculum check, an evaluation, a checkpoint."""
+        cfg = self.train_cfg
+        if self.cur.due(step):
+            self.check_curriculum(step)
+        last = step == cfg.steps
+        do_eval = last or (cfg.eval_every and step % cfg.eval_every == 0)
+        do_save = do_eval or (cfg.save_every and step % cfg.save_every == 0)
+        if self.rank == 0 and do_eval:
+            self.evaluate(step)
+        if self.rank == 0 and do_save:
+            self.stamp()
+            ckpt.save(self.out, self.model, self.opt, step, self.model_cfg, self.train_cfg, self.meta,
+                      self.ds.vocab)

@@ -15,15 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from benchgen.evaluators.run_model import build_adapter, run_model
-from benchgen.evaluators.testing import tiny_gpt2
-from benchgen.tasks import khop
 from click.testing import CliRunner
+from fixtures.tasks import khop
+from fixtures.toy import tiny_gpt2
 
 from benchgen.cli import main
 from benchgen.config import build_config
 from benchgen.dataset import load
 from benchgen.errors import BenchgenError
+from benchgen.evaluators.models.run import build_adapter, run_model
 
 TINY = {"structure": "permutation", "num_entities": 16, "num_relations": 4, "out_degree": 4,
         "ood_fraction": 0.2, "train_hops": "2", "test_hops": "3,4", "train_per_hop": 80,
@@ -212,7 +212,7 @@ def test_duplicate_rows_detected(ds_path, user_file):
 
 @pytest.mark.parametrize("spec, message", [
     ("nocolon", r"expected SCHEME:ARG"),
-    ("zzz:thing", r"expected SCHEME:ARG with scheme one of hf:..., torchscript:..., python:..."),
+    ("zzz:thing", r"expected SCHEME:ARG with scheme one of hf:..., python:..., reference:..., torchscript:..."),
     ("python:nomodule", r"expected python:MODULE:NAME"),
     ("python:surely_not_a_module_xyz:fn", r"cannot import module 'surely_not_a_module_xyz'"),
     ("python:/no/such/file.py:fn", r"file /no/such/file.py does not exist"),

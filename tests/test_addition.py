@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from benchgen.tasks import addition
 from click.testing import CliRunner
+from fixtures.tasks import addition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchgen.audit import audit
 from benchgen.cli import main
 from benchgen.config import build_config
 from benchgen.dataset import load
 from benchgen.errors import ConfigError
+from benchgen.pipeline.audit import audit
 
 SMALL = {"train_operands": "2-4", "train_widths": "1-2", "held_out": "3x2", "test_operands": "5,7",
          "train_per_cell": 60, "valid_per_cell": 10, "test_per_cell": 15, "seed": 3}

@@ -170,11 +170,14 @@ def _plugin_site(root: Path) -> Path:
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text(textwrap.dedent('''
         """A third-party task (addition under a new name) and adapter scheme for benchgen."""
-        import pyarrow as pa
-        from benchgen.tasks.addition import CONFIG, PRESETS, audit, generate  # noqa: F401
+        import dataclasses
 
-        NAME = "plugin_add"
-        DESCRIPTION = "plugin task: multi-operand addition under another name"
+        import pyarrow as pa
+        from benchgen.tasks.addition import TASK as ADDITION
+
+        TASK = dataclasses.replace(ADDITION, name="plugin_add",
+                                   description="plugin task: multi-operand addition under another name")
+        NAME = "old_style"  # the module interface of benchgen <= 0.1's plugins: refused with one line
 
 
         class Echo:
@@ -193,11 +196,12 @@ def _plugin_site(root: Path) -> Path:
         def load(arg, **options):
             return Echo(arg)
     '''))
+    (site / "bg_broken.py").write_text("from benchgen.tasks.addition import NO_SUCH_NAME\n")  # its own bug
     info = site / "bg_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bg-plugin\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
-        "[benchgen.tasks]\nplugin_add = bg_plugin\nkhop = bg_plugin\n\n"
+        "[benchgen.tasks]\nplugin_add = bg_plugin:TASK\nkhop = bg_plugin:TASK\nold_style = bg_plugin\nbroken = bg_broken:TASK\n\n"
         "[benchgen.adapters]\necho = bg_plugin:load\n")
     return site
 
@@ -208,10 +212,19 @@ def test_entry_point_plugins_register_tasks_and_adapters(on_disk, tmp_path, monk
     registry.refresh()
     try:
         assert "plugin_add" in registry.task_names()
-        assert registry.get_task("khop").__name__ == "benchgen.tasks.khop"  # built-ins win
+        from benchgen.tasks.khop import TASK as KHOP
+
+        assert registry.get_task("khop") is KHOP  # built-ins win
+        res = CliRunner().invoke(main, ["generate", "old_style", "--out", str(tmp_path / "old")])
+        assert res.exit_code == 2 and "define TASK = Task(...)" in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "old").exists()
         res = CliRunner().invoke(main, ["tasks", "--json"])
         assert res.exit_code == 0
-        assert "plugin_add" in {t["name"] for t in json.loads(res.output)}
+        listed = {t["name"]: t for t in json.loads(res.output)}
+        assert "plugin_add" in listed and "khop" in listed  # a broken plugin hides nothing else
+        assert "cannot import 'bg_broken'" in listed["broken"]["error"]
+        res = CliRunner().invoke(main, ["generate", "broken", "--out", str(tmp_path / "b")])
+        assert res.exit_code == 2 and res.output.count("\n") == 1 and "cannot import" in res.output
         res = CliRunner().invoke(main, ["generate", "plugin_add", "--preset", "addition-small",
                                         "--out", str(tmp_path / "add"), "--no-progress"])
         assert res.exit_code == 0, res.output

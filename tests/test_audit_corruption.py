@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from benchgen.tasks import addition, induction, khop
 from click.testing import CliRunner
+from fixtures.tasks import addition, induction, khop
 
 from benchgen.cli import main
 from benchgen.config import build_config

@@ -9,17 +9,24 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from benchgen.evaluators.baselines import run_baselines
-from benchgen.evaluators.results import Results
-from benchgen.tasks import addition, induction, khop
-from benchgen.tasks.common_baselines import Context, baselines_for, lookup, mode_by_key, mode_for
 from click.testing import CliRunner
+from fixtures.tasks import TASKS, addition, induction, khop
+from fixtures.toy import commit
 
 from benchgen.cli import main
 from benchgen.dataset import DatasetWriter, load
 from benchgen.errors import BenchgenError
+from benchgen.evaluators.results import Results
+from benchgen.pipeline.baselines import run_baselines
 from benchgen.schema import make_ids
+from benchgen.tasks.baselines import Context, lookup, mode_by_key, mode_for
+from benchgen.tasks.baselines import for_task as _for_task
 from benchgen.vocab import SPECIALS, list_array_from_matrix
+
+
+def baselines_for(task: str):
+    return _for_task(TASKS[task].TASK)
+
 
 E, R = 4, 3  # khop toy graph: tails[h, r] = (h + r + 1) % 4, so a chain's answer is (h + sum r + k) % 4
 
@@ -42,6 +49,7 @@ def write(out: Path, task: str, config: dict, vocab, schema: pa.Schema, splits: 
             n = len(cols["depth"])
             arrays = {"id": make_ids(task, split, 0, n), "split": pa.array([split] * n, pa.string()), **cols}
             w.write_split(split, [pa.table({f.name: arrays[f.name] for f in schema}, schema=schema)])
+        commit(w)
     return out
 
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures.tasks import khop as khop_task
+
+from benchgen.errors import BenchgenError, ConfigError
 from benchgen.reference_models import train as train_mod
 from benchgen.reference_models.config import ModelConfig, TrainConfig, resolve
 from benchgen.reference_models.train import Curriculum, balanced_rows, eval_loops, sample_loops
-from benchgen.tasks.khop import KhopConfig, generate
-
-from benchgen.errors import BenchgenError, ConfigError
+from benchgen.tasks.khop.config import KhopConfig
 
 MODEL = ModelConfig(d_model=16, n_heads=2, n_block=1, loops=3, positions="rotary", kernel="torch")
 
@@ -31,7 +32,7 @@ def khop(tmp_path_factory) -> Path:
     cfg = KhopConfig(structure="permutation", num_entities=12, num_relations=3, out_degree=3, ood_fraction=0.0,
                      train_hops=(2, 3, 4), test_hops=(5,), train_per_hop=40, valid_per_hop=8, test_per_hop=8,
                      systematic_per_hop=0, seed=0)
-    return generate(cfg, tmp_path_factory.mktemp("k") / "khop", progress=False)
+    return khop_task.generate(cfg, tmp_path_factory.mktemp("k") / "khop", progress=False)
 
 
 def test_curriculum_unit_advances_only_above_threshold():
@@ -124,17 +125,16 @@ def test_depth_presets_resolve():
 
 
 def test_khop_depth_small_preset_and_cap_train(tmp_path):
-    from benchgen.tasks.khop import PRESETS
-
     from benchgen.dataset import load
+    from benchgen.tasks.khop.config import PRESETS
 
-    KhopConfig(**PRESETS["khop-depth-small"]["config"]).validate()
+    KhopConfig(**PRESETS["khop-depth-small"].config).validate()
     cfg = KhopConfig(structure="permutation", num_entities=12, num_relations=3, out_degree=3, ood_fraction=0.0,
                      train_hops=(2, 3, 4), test_hops=(5,), train_per_hop=500, cap_train=True, valid_per_hop=8,
                      test_per_hop=8, systematic_per_hop=0, seed=0)
-    ds = load(generate(cfg, tmp_path / "cap", progress=False))
+    ds = load(khop_task.generate(cfg, tmp_path / "cap", progress=False))
     depth = np.asarray(ds.table("train", columns=["depth"]).column("depth"))
     # every chain left after valid + test where the graph is small (12*3^k - 16), else train-per-hop
     assert np.bincount(depth).tolist()[1:] == [36, 12 * 9 - 16, 12 * 27 - 16, 500]
     with pytest.raises(ConfigError, match="train-per-hop"):
-        generate(KhopConfig(**{**cfg.__dict__, "cap_train": False}), tmp_path / "nocap", progress=False)
+        khop_task.generate(KhopConfig(**{**cfg.__dict__, "cap_train": False}), tmp_path / "nocap", progress=False)

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
-from benchgen.reference_models.config import ModelConfig, TrainConfig
+from fixtures.toy import commit
 
 from benchgen.dataset import DatasetWriter
+from benchgen.reference_models.config import ModelConfig, TrainConfig
 from benchgen.schema import example_schema, make_ids
 from benchgen.vocab import SPECIALS, Vocab
 
@@ -36,6 +37,7 @@ def make_dataset(path: Path) -> Path:
                       "prompt": vocab.render(li), "answer": vocab.render(lt)}, schema=example_schema())
     with DatasetWriter(path, task="toy", config={}, seed=0, vocab=vocab, schema=example_schema()) as w:
         w.write_split("train", [table])
+        commit(w)
     return path
 
 
@@ -77,11 +79,10 @@ dist.destroy_process_group()
 
 
 def test_two_process_gloo_matches_single_process(tmp_path):
+    from benchgen.dataset import load
     from benchgen.reference_models.data import answer_format, load_split, make_batch
     from benchgen.reference_models.model import LoopedTransformer
     from benchgen.reference_models.train import LossModel, fill_from_dataset, train
-
-    from benchgen.dataset import load
 
     data = make_dataset(tmp_path / "toy")
     script = tmp_path / "ddp_script.py"

@@ -7,8 +7,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from benchgen.evaluators.testing import toy_dataset
 from click.testing import CliRunner
+from fixtures.toy import toy_dataset
 
 from benchgen.cli import main
 
@@ -41,7 +41,7 @@ def test_oracle_scores_one(toy, tmp_path, ext):
 
 def test_sweep_noise_html_and_report(toy, tmp_path):
     preds = tmp_path / "noisy.parquet"
-    r = run("predict-oracle", toy, "--out", preds, "--noise", "0.25", "--loops", "1-3", "--seed", "5")
+    r = run("predict-oracle", toy, "--out", preds, "--noise", "0.25", "--loops", "1-3", "--noise-seed", "5")
     assert r.exit_code == 0, r.output
     t = pq.read_table(preds)
     assert t.num_rows == 72 and sorted(set(t.column("loops").to_pylist())) == [1, 2, 3]

@@ -8,12 +8,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from benchgen.evaluators import Normalization, evaluate, id_index, scoring, write_predictions
-from benchgen.evaluators import predictions as predictions_mod
-from benchgen.evaluators.testing import toy_dataset
+from fixtures.toy import toy_dataset
 
 from benchgen.dataset import load
 from benchgen.errors import BenchgenError
+from benchgen.evaluators import Normalization, evaluate, write_predictions
+from benchgen.evaluators.scoring import id_index
+from benchgen.evaluators.scoring import predictions as predictions_mod
+from benchgen.evaluators.scoring import score as scoring
 from benchgen.schema import make_ids
 
 DEPTHS = {"train": [2, 3, 4, 2, 3, 4, 2, 3, 4, 2, 3], "test": [5, 6, 5, 6, 5, 6, 5]}

@@ -64,7 +64,7 @@ def options(task: str):
     """A few (flag, value) overrides for ``task``."""
     mod = registry.get_task(task)
     pairs = []
-    for f in dataclasses.fields(mod.CONFIG):
+    for f in dataclasses.fields(mod.config):
         s = value_strategy(f)
         if s is not None:
             pairs.append(st.tuples(st.just("--" + f.name.replace("_", "-")), s))
@@ -72,8 +72,8 @@ def options(task: str):
 
 
 def check(task: str, overrides: list[tuple[str, str]]) -> None:
-    from benchgen.audit import audit
     from benchgen.dataset import load
+    from benchgen.pipeline.audit import audit
 
     root = Path(tempfile.mkdtemp(prefix="fuzz-"))
     try:

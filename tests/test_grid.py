@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from benchgen.tasks import grid
-from benchgen.tasks.grid import Grid, UniqueCell, plan_rows, row_hash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchgen.errors import ConfigError
 from benchgen.schema import make_ids, string_array
+from benchgen.tasks.grid import cells as grid
+from benchgen.tasks.grid.cells import Grid, UniqueCell, plan_rows, row_hash
 
 
 def test_cells_of_each_family():

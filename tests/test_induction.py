@@ -10,16 +10,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from benchgen.tasks import induction
 from click.testing import CliRunner
+from fixtures.tasks import induction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchgen.audit import audit
 from benchgen.cli import main
 from benchgen.config import build_config
 from benchgen.dataset import load
 from benchgen.errors import ConfigError
+from benchgen.pipeline.audit import audit
 
 SMALL = {"alphabet": 3, "train_hops": "1-3", "train_lengths": "10,14", "held_out": "3x14", "test_hops": "4,6",
          "train_per_cell": 80, "valid_per_cell": 10, "test_per_cell": 20, "seed": 5}

@@ -65,9 +65,9 @@ def test_fresh_venv_base_install_has_no_torch_and_runs(tmp_path):
     plugin = tmp_path / "plugin"
     (plugin / "bg_plugin_pkg").mkdir(parents=True)
     (plugin / "bg_plugin_pkg" / "__init__.py").write_text(textwrap.dedent('''
-        from benchgen.tasks.addition import CONFIG, PRESETS, audit, generate  # noqa: F401
-        NAME = "plugin_add"
-        DESCRIPTION = "plugin task: addition under another name"
+        import dataclasses
+        from benchgen.tasks.addition import TASK as ADDITION
+        TASK = dataclasses.replace(ADDITION, name="plugin_add", description="plugin task: addition under another name")
     '''))
     (plugin / "pyproject.toml").write_text(textwrap.dedent('''
         [build-system]
@@ -77,7 +77,7 @@ def test_fresh_venv_base_install_has_no_torch_and_runs(tmp_path):
         name = "bg-plugin-pkg"
         version = "0.1"
         [project.entry-points."benchgen.tasks"]
-        plugin_add = "bg_plugin_pkg"
+        plugin_add = "bg_plugin_pkg:TASK"
     '''))
     _ok([str(py), "-m", "pip", "install", "--quiet", str(plugin)], tmp_path)
     assert "plugin_add:" in _ok([bg, "tasks"], work).stdout

@@ -17,6 +17,7 @@ import textwrap
 
 import pytest
 import torch
+
 from benchgen.reference_models.kernels.junction import (
     JunctionFunction,
     junction,

@@ -10,16 +10,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from benchgen.tasks import khop
 from click.testing import CliRunner
+from fixtures.tasks import khop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchgen.audit import audit
 from benchgen.cli import main
 from benchgen.config import build_config, format_int_set, parse_int_set
 from benchgen.dataset import load
 from benchgen.errors import BenchgenError, ConfigError
+from benchgen.pipeline.audit import audit
+from benchgen.tasks.khop import graph as khop_graph
 
 SMALL = {"num_entities": 40, "num_relations": 6, "out_degree": 4, "ood_fraction": 0.2,
          "train_hops": "2-3", "test_hops": "4,5", "train_per_hop": 300, "valid_per_hop": 30,
@@ -133,7 +134,7 @@ def test_seeds_42_43_share_almost_no_composed_queries(tmp_path):
 
 
 def test_sampling_path_is_uniform_valid_and_unique(tmp_path, monkeypatch):
-    monkeypatch.setattr(khop, "ENUMERATE_LIMIT", 0)  # force the DP-weighted sampler
+    monkeypatch.setattr(khop_graph, "ENUMERATE_LIMIT", 0)  # force the DP-weighted sampler
     ds = load(make(tmp_path))
     assert audit(ds) == []
     # uniformity: on a permutation graph every chain is equally likely; heads should be ~uniform
@@ -151,7 +152,7 @@ def test_load_dataset_with_hf_datasets(tmp_path):
     datasets = pytest.importorskip("datasets")
     out = make(tmp_path)
     d = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
-    # the card maps the `valid` files to the Hub's `validation` split name (benchgen.card)
+    # the card maps the `valid` files to the Hub's `validation` split name (benchgen.pipeline.card)
     assert set(d.keys()) == {"train", "validation", "test_id", "test_systematic", "test_depth"}
     assert set(d["validation"]["split"]) == {"valid"}
     assert d["train"].num_rows == 760
@@ -162,7 +163,7 @@ def test_load_dataset_with_hf_datasets(tmp_path):
 
 
 def test_shard_naming_and_manifest(tmp_path, monkeypatch):
-    from benchgen.evaluators.testing import shard_rows
+    from fixtures.toy import shard_rows
 
     cfg = build_config(khop.KhopConfig, khop.PRESETS, None, SMALL)
     shard_rows(monkeypatch, 300)

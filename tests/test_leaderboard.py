@@ -14,16 +14,16 @@ import re
 import numpy as np
 import pyarrow as pa
 import pytest
-from benchgen.evaluators import MetricSettings, evaluate
-from benchgen.evaluators.leaderboard import leaderboard, load_rows
-from benchgen.evaluators.results import Results
-from benchgen.tasks import khop
 from click.testing import CliRunner
+from fixtures.tasks import khop
 
 from benchgen.cli import main
 from benchgen.config import build_config
 from benchgen.dataset import load
 from benchgen.errors import BenchgenError
+from benchgen.evaluators import MetricSettings, evaluate
+from benchgen.evaluators.report.leaderboard import leaderboard, load_rows
+from benchgen.evaluators.results import Results
 
 TINY = {"structure": "permutation", "num_entities": 16, "num_relations": 4, "out_degree": 4,
         "ood_fraction": 0.2, "train_hops": "2", "test_hops": "3,4", "train_per_hop": 60,
@@ -235,8 +235,8 @@ def test_primary_loops_is_the_trained_count_when_known(board, tmp_path, trained,
 
 
 def test_floor_rows_and_reference_lines(board, tmp_path):
-    from benchgen.evaluators.baselines import run_baselines
-    from benchgen.evaluators.report import reference_lines
+    from benchgen.evaluators.report.plots import reference_lines
+    from benchgen.pipeline.baselines import run_baselines
 
     ds, _, files, _ = board
     run_baselines(ds, tmp_path / "floors", only=["majority", "first_hop", "chance"], bootstrap=20)

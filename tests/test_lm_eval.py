@@ -18,15 +18,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from benchgen.evaluators.lm_eval import export_lm_eval, import_samples
-from benchgen.evaluators.testing import tiny_gpt2
-from benchgen.tasks import khop
 from click.testing import CliRunner
+from fixtures.tasks import khop
+from fixtures.toy import tiny_gpt2
 
 from benchgen.cli import main
 from benchgen.config import build_config
 from benchgen.dataset import load
 from benchgen.errors import BenchgenError
+from benchgen.evaluators.lm_eval import export_lm_eval, import_samples
 
 TINY = {"structure": "permutation", "num_entities": 12, "num_relations": 3, "out_degree": 3,
         "ood_fraction": 0.25, "train_hops": "2", "test_hops": "3,4", "train_per_hop": 40,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from fixtures.toy import metric_cells, toy_dataset
+
 from benchgen.evaluators import MetricSettings, evaluate, score
 from benchgen.evaluators.metrics import depth_reach, overthinking, t_first
-from benchgen.evaluators.testing import metric_cells, toy_dataset
 
 make_cells = metric_cells
 

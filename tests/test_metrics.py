@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from fixtures.toy import metric_cells, toy_dataset
+
+from benchgen.errors import BenchgenError
 from benchgen.evaluators import MetricSettings, evaluate, score
 from benchgen.evaluators.metrics import (
     depth_extrapolation,
@@ -13,9 +16,6 @@ from benchgen.evaluators.metrics import (
     overthinking,
     per_split,
 )
-from benchgen.evaluators.testing import metric_cells, toy_dataset
-
-from benchgen.errors import BenchgenError
 
 make_cells = metric_cells
 
@@ -40,7 +40,7 @@ def test_depth_extrapolation_hand_computed():
     assert de["depth_horizon"]["ci_low"] in (None, 1, 2) and de["depth_horizon"]["ci_high"] in (2, 3, 4, 5)
     again = depth_extrapolation(make_cells(EXTRAP), MetricSettings(tau=0.9))
     assert again == de  # fixed seed: identical intervals
-    other = depth_extrapolation(make_cells(EXTRAP), MetricSettings(tau=0.9, seed=7))
+    other = depth_extrapolation(make_cells(EXTRAP), MetricSettings(tau=0.9, bootstrap_seed=7))
     assert other["gap"]["ci_low"] != de["gap"]["ci_low"] or other["gap"]["ci_high"] != de["gap"]["ci_high"]
     assert other["bootstrap"]["seed"] == 7
     none = depth_extrapolation(make_cells(EXTRAP), MetricSettings(tau=0.9, bootstrap=0))

@@ -7,6 +7,7 @@ import dataclasses
 import pyarrow as pa
 import pytest
 import torch
+
 from benchgen.reference_models import model as model_mod
 from benchgen.reference_models.config import PRESETS, ModelConfig, resolve
 from benchgen.reference_models.data import AnswerFormat, encode, make_batch

@@ -14,13 +14,13 @@ import itertools
 
 import numpy as np
 import pytest
-from benchgen.tasks import induction
 from fixtures.old_phop import OldSampler, generate_old
+from fixtures.tasks import induction
 from scipy import stats
 
-from benchgen.audit import audit
 from benchgen.config import build_config
 from benchgen.dataset import load
+from benchgen.pipeline.audit import audit
 
 ALPHA = 1e-3  # level of each two-sample test (fixed seeds: the outcome is deterministic)
 CHANCE = 0.25  # alphabet 4 in every preset
@@ -191,4 +191,4 @@ def test_every_preset_cell_is_natural(preset):
     for p, n in train_cells + test_cells:
         accept = stats.nbinom(p, 1 / 4).cdf(n - 2 - p)  # failures beyond the p successes
         assert accept >= 0.97, (preset, (p, n), accept)
-    assert "Every cell is natural" in induction.PRESETS[preset]["description"]
+    assert "Every cell is natural" in induction.PRESETS[preset].description

@@ -7,9 +7,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from benchgen.evaluators import load_predictions, read_predictions, validate_predictions, write_predictions
 
 from benchgen.errors import BenchgenError
+from benchgen.evaluators import load_predictions, read_predictions, validate_predictions, write_predictions
 
 
 def _table(**cols):

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from benchgen.evaluators import Results, evaluate, oracle_predictions, rerender, write_outputs
-from benchgen.evaluators.report import render_markdown, summary_lines
-from benchgen.evaluators.testing import toy_dataset
+from fixtures.toy import toy_dataset
 
 from benchgen.errors import BenchgenError
+from benchgen.evaluators import Results, evaluate, oracle_predictions, rerender, write_outputs
+from benchgen.evaluators.report.render import render_markdown, summary_lines
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -20,7 +20,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def sweep_results(tmp_path_factory):
     d = toy_dataset(tmp_path_factory.mktemp("r") / "toy", {"test_id": [1, 1, 2, 2], "test_depth": [3, 3, 4, 4]})
-    p = oracle_predictions(d, loops=[1, 2, 3], noise=0.3, seed=3)
+    p = oracle_predictions(d, loops=[1, 2, 3], noise=0.3, noise_seed=3)
     p = p.append_column("margin", pa.array(np.arange(p.num_rows, dtype=float)))
     return evaluate(d, p, model_name="toy-model", model_metadata={"params": "1M"})
 
@@ -115,7 +115,7 @@ def test_rerender_and_no_loops_plots(sweep_results, tmp_path):
 
 def test_plots_with_zero_and_full_accuracy_cells(tmp_path):
     """Cells at accuracy 0 and 1 (Wilson bounds exactly at p) must plot without error."""
-    from benchgen.evaluators.scoring import wilson
+    from benchgen.evaluators.scoring.score import wilson
 
     lo, hi = wilson(np.array([0, 12]), np.array([12, 12]))
     assert lo[0] == 0.0 and hi[1] == 1.0 and hi[0] > 0 and lo[1] < 1

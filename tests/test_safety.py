@@ -247,12 +247,12 @@ def test_failed_swap_rolls_back_old_output(tmp_path, monkeypatch):
 
 
 def test_close_cleans_up_on_error(tmp_path, monkeypatch):
-    import benchgen.dataset as dsmod
+    import benchgen.pipeline.generate as genmod
 
     def boom(*a, **k):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(dsmod, "render_card", boom)
+    monkeypatch.setattr(genmod, "render_card", boom)
     code, _, err, exc = cli("generate", "khop", *TINY, "--out", tmp_path / "k")
     assert_one_line(code, err, exc, match="Input/output error")
     assert not (tmp_path / "k").exists() and hidden(tmp_path) == []
@@ -428,7 +428,7 @@ def test_python_adapter_sees_only_model_visible_columns(ds, tmp_path):
 
 
 def test_torchscript_decode_budget_never_uses_a_rows_answer_length(ds, tmp_path):
-    from benchgen.evaluators.adapters.torchscript import answer_budget
+    from benchgen.evaluators.models.torchscript import answer_budget
 
     assert answer_budget(load(ds)) == 1  # khop: every answer is one token
     out = tmp_path / "add"

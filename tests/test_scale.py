@@ -7,13 +7,16 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
-from benchgen.evaluators.testing import dataset_files, shard_rows
-from benchgen.tasks import common_baselines, khop, khop_audit
 from click.testing import CliRunner
+from fixtures.tasks import khop
+from fixtures.toy import dataset_files, shard_rows
 
-from benchgen.audit import audit
 from benchgen.cli import main
 from benchgen.dataset import load
+from benchgen.pipeline.audit import audit
+from benchgen.tasks import baselines as common_baselines
+from benchgen.tasks.khop import audit as khop_audit
+from benchgen.tasks.khop import generator as khop_generator
 
 SMALL = ["--num-entities", "40", "--num-relations", "6", "--out-degree", "4", "--ood-fraction", "0.2",
          "--train-hops", "2-3", "--test-hops", "4,5", "--train-per-hop", "300", "--valid-per-hop", "30",
@@ -27,7 +30,7 @@ files = dataset_files
 def small_shards(monkeypatch):
     """Shards of 300 rows, and worker processes even for tiny datasets."""
     shard_rows(monkeypatch, 300)
-    monkeypatch.setattr(khop, "MIN_PARALLEL_ROWS", 0)
+    monkeypatch.setattr(khop_generator, "MIN_PARALLEL_ROWS", 0)
 
 
 def test_workers_1_and_2_write_identical_bytes(tmp_path, small_shards):
@@ -115,7 +118,7 @@ def test_sorted_mode_matches_the_count_table():
 
 def test_streamed_id_join_matches_the_hashed_join(tmp_path, monkeypatch):
     """Few predicted ids stream the dataset's ids past them; many hash every id: same rows either way."""
-    from benchgen.evaluators import scoring
+    from benchgen.evaluators.scoring import score as scoring
 
     r = CliRunner().invoke(main, ["generate", "khop", "--out", str(tmp_path / "d"), *SMALL])
     assert r.exit_code == 0, r.output
@@ -148,7 +151,7 @@ def test_default_workers_follow_the_affinity_mask(monkeypatch):
     """A job pinned to 3 cores (taskset, cpusets, Slurm) starts 3 workers, whatever the machine has."""
     import os
 
-    from benchgen.tasks.parallel import resolve_workers
+    from benchgen.workers import resolve_workers
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 9}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)

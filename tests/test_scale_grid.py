@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from benchgen.evaluators.testing import dataset_files, shard_rows
-from benchgen.tasks import addition, grid, induction, parallel
 from click.testing import CliRunner
+from fixtures.tasks import addition, induction
+from fixtures.toy import dataset_files, shard_rows
 
-from benchgen.audit import audit
 from benchgen.cli import main
 from benchgen.config import build_config
 from benchgen.dataset import load
 from benchgen.errors import ConfigError
+from benchgen.pipeline.audit import audit
+from benchgen.tasks.grid import cells as grid
+from benchgen.tasks.grid import stream
 
 # (2, 1) holds exactly the 100 distinct rows asked (80 + 10 + 10): later sampling rounds run in the main process
 ADDITION = ["--train-operands", "2,3", "--train-widths", "1,2", "--held-out", "3x2", "--test-operands", "4",
@@ -30,16 +32,17 @@ def small_units(monkeypatch) -> list[int]:
     """Train batches and sampling rounds of 16 rows in shards of 50 (batches straddle shards), worker processes even for
     tiny datasets; returns a list that counts the process pools started."""
     shard_rows(monkeypatch, 50)
-    monkeypatch.setattr(grid, "MIN_PARALLEL_ROWS", 0)
+    monkeypatch.setattr(stream, "MIN_PARALLEL_ROWS", 0)
     monkeypatch.setattr(grid, "BATCH_ROWS", 16)
+    monkeypatch.setattr(stream, "BATCH_ROWS", 16)
     pools: list[int] = []
-    spawn = parallel.spawn_pool
+    spawn = stream.spawn_pool
 
     def counted(workers: int):
         pools.append(workers)
         return spawn(workers)
 
-    monkeypatch.setattr(parallel, "spawn_pool", counted)
+    monkeypatch.setattr(stream, "spawn_pool", counted)
     return pools
 
 
@@ -65,7 +68,7 @@ def test_any_number_of_workers_writes_identical_bytes(tmp_path, small_units, tas
 
 def test_workers_default_to_in_process_below_the_threshold(tmp_path, monkeypatch):
     """Small datasets never start processes, whatever --workers says."""
-    monkeypatch.setattr(parallel, "spawn_pool", lambda workers: pytest.fail("started a pool"))
+    monkeypatch.setattr(stream, "spawn_pool", lambda workers: pytest.fail("started a pool"))
     cfg = build_config(addition.AdditionConfig, addition.PRESETS, "addition-small", {})
     addition.generate(cfg, tmp_path / "a", progress=False, workers=4)
 

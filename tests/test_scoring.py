@@ -6,13 +6,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from benchgen.evaluators import Normalization, cells, evaluate, oracle_predictions, score
-from benchgen.evaluators.scoring import join_ids, wilson
-from benchgen.evaluators.testing import toy_dataset
+from fixtures.toy import toy_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchgen.errors import BenchgenError
+from benchgen.evaluators import Normalization, cells, evaluate, oracle_predictions, score
+from benchgen.evaluators.scoring.score import join_ids, wilson
 
 SPEC = {"train": [1, 1, 2], "test_id": [1, 1, 2, 2, 2], "test_depth": [3, 3, 3, 3]}
 
@@ -124,7 +124,8 @@ def test_interp_split_is_scored_and_plotted_like_the_others(tmp_path):
     assert list(r.metrics["per_split"]) == ["test_id", "test_interp", "test_depth"]  # dataset order
     assert r.metrics["per_split"]["test_interp"]["accuracy"] == 1.0
     assert [e["depth"] for e in r.metrics["depth_curve"]["test_interp"]] == [3]
-    from benchgen.evaluators.report import plot_accuracy_vs_depth, tables
+    from benchgen.evaluators.report.plots import plot_accuracy_vs_depth
+    from benchgen.evaluators.report.render import tables
 
     assert any("test_interp" in row for _, _, rows in tables(r) for row in rows)
     assert plot_accuracy_vs_depth(r, tmp_path / "acc.png").stat().st_size > 0  # one curve per split
@@ -153,11 +154,11 @@ def test_known_fraction_wrong_per_depth(tmp_path):
 
 def test_oracle_noise_is_exact_and_seeded(ds):
     clean = oracle_predictions(ds)
-    noisy = oracle_predictions(ds, noise=0.5, seed=1)
+    noisy = oracle_predictions(ds, noise=0.5, noise_seed=1)
     wrong = (~pc.equal(clean.column("prediction"), noisy.column("prediction")).to_numpy(zero_copy_only=False)).sum()
     assert wrong == round(0.5 * clean.num_rows)
-    assert noisy.equals(oracle_predictions(ds, noise=0.5, seed=1))
-    assert not noisy.equals(oracle_predictions(ds, noise=0.5, seed=2))
+    assert noisy.equals(oracle_predictions(ds, noise=0.5, noise_seed=1))
+    assert not noisy.equals(oracle_predictions(ds, noise=0.5, noise_seed=2))
     tok = oracle_predictions(ds, noise=1.0, token_ids=True)
     assert (~score(ds, tok).correct).all()
     with pytest.raises(BenchgenError, match="--noise"):

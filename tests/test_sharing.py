@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from benchgen.cli import _spec_name, main
+from benchgen.cli import main
+from benchgen.cli.common import spec_name as _spec_name
 
 KHOP = ["--structure", "permutation", "--num-entities", "16", "--num-relations", "3", "--out-degree", "3",
         "--ood-fraction", "0.25", "--train-hops", "2", "--test-hops", "3,4", "--train-per-hop", "40",

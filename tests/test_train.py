@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from benchgen.reference_models import checkpoint as ckpt
-from benchgen.reference_models.config import ModelConfig, TrainConfig
-from benchgen.reference_models.train import accuracy, lr_at, sample_loops, train
+from fixtures.toy import commit
 
 from benchgen.dataset import DatasetWriter, load
 from benchgen.errors import BenchgenError
+from benchgen.reference_models import checkpoint as ckpt
+from benchgen.reference_models.config import ModelConfig, TrainConfig
+from benchgen.reference_models.train import accuracy, lr_at, sample_loops, train
 from benchgen.schema import example_schema, make_ids
 from benchgen.vocab import SPECIALS, Vocab
 
@@ -45,6 +46,7 @@ def make_dataset(path: Path, multi_token: bool = False, seed: int = 0) -> Path:
                        schema=example_schema()) as w:
         w.write_split("train", [_split_table("toy", "train", rows_in[:30], rows_out[:30], vocab)])
         w.write_split("test_id", [_split_table("toy", "test_id", rows_in[30:], rows_out[30:], vocab)])
+        commit(w)
     return path
 
 

@@ -7,15 +7,20 @@ import json
 
 import numpy as np
 import pytest
-from benchgen.tasks import addition, induction, khop
-from benchgen.tasks.common_baselines import Context, baselines_for
 from click.testing import CliRunner
+from fixtures.tasks import TASKS, addition, induction, khop
 from test_baselines import TRAIN_SEQS, induction_rows, write
 
-from benchgen import validity
 from benchgen.cli import main
 from benchgen.config import build_config, to_dict
 from benchgen.dataset import load
+from benchgen.pipeline import validity
+from benchgen.tasks.baselines import Context
+from benchgen.tasks.baselines import for_task as _for_task
+
+
+def baselines_for(task: str):
+    return _for_task(TASKS[task].TASK)
 
 SMALL_KHOP = {"num_entities": 40, "num_relations": 6, "out_degree": 6, "structure": "permutation",
               "ood_fraction": 0.2, "train_hops": "2-3", "test_hops": "4", "train_per_hop": 300,
@@ -115,9 +120,7 @@ def test_record_is_deterministic_and_json_clean(tmp_path):
 
 @pytest.mark.parametrize("task,preset", [("khop", "khop-small"), ("addition", "addition-small")])
 def test_small_presets_pass(tmp_path, task, preset):
-    from benchgen import registry
-
-    mod = registry.get_task(task)
+    mod = TASKS[task]
     ds = load(mod.generate(build_config(mod.CONFIG, mod.PRESETS, preset, {}), tmp_path / preset, progress=False))
     assert validity.problems(ds.manifest["validity"]) == []
     assert validity.audit(ds) == []
@@ -130,10 +133,8 @@ KNOWN_LEAKS: dict[str, str] = {}  # measured, not yet fixed in the generator (st
 @pytest.mark.parametrize("task,preset", [
     pytest.param(t, p, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_LEAKS[p])] if p in KNOWN_LEAKS else [])
     for t in ("khop", "addition", "induction")
-    for p in __import__(f"benchgen.tasks.{t}", fromlist=["PRESETS"]).PRESETS])
+    for p in TASKS[t].PRESETS])
 def test_every_preset_passes(tmp_path, task, preset):
-    from benchgen import registry
-
-    mod = registry.get_task(task)
+    mod = TASKS[task]
     ds = load(mod.generate(build_config(mod.CONFIG, mod.PRESETS, preset, {}), tmp_path / preset, progress=False))
     assert validity.audit(ds) == []
