@@ -58,8 +58,13 @@ def test_fresh_venv_base_install_has_no_torch_and_runs(tmp_path):
     # model commands say which extra to install, in one line
     proc = subprocess.run([bg, "train", "--data", "data/khop", "--preset", "cpu-khop-looped", "--out", "run"],
                           cwd=work, capture_output=True, text=True, timeout=120)
+    from benchgen.install import CPU_TORCH_INDEX, gpu_visible
+
+    hint = f"pip install '{REPO}[models]'"  # installed from this directory (not editable): the same route
+    if not gpu_visible():
+        hint = f"pip install torch --index-url {CPU_TORCH_INDEX} && {hint} (no GPU visible: CPU-only torch first)"
     assert proc.returncode == 2 and proc.stderr.strip() == (
-        "error: benchgen train needs torch, which is not installed: pip install 'benchgen[models]'")
+        f"error: benchgen train needs torch, which is not installed: {hint}")
 
     # a third-party plugin installed with pip registers a task through the entry point
     plugin = tmp_path / "plugin"
