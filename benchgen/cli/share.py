@@ -101,7 +101,8 @@ def baselines_cmd(dataset_dir, out, only, splits, plots, bootstrap, overwrite, a
               help="rank by: mean of ID/systematic/extrapolation accuracy, one of them, horizon, or smallest drop")
 @click.option("--allow-partial", is_flag=True,
               help="show results that left test examples or loop counts unscored (marked partial) instead of refusing")
-def leaderboard_cmd(results, outs, baselines, sort, allow_partial) -> None:
+@click.option("--overwrite", is_flag=True, help="replace existing board files (only boards benchgen wrote)")
+def leaderboard_cmd(results, outs, baselines, sort, allow_partial, overwrite) -> None:
     """Rank models evaluated on one dataset (refuses results whose dataset fingerprints differ).
 
     RESULTS are results.json files, the directories holding them, or a `benchgen baselines`
@@ -118,7 +119,7 @@ def leaderboard_cmd(results, outs, baselines, sort, allow_partial) -> None:
 
     with rendering(", ".join([*results, *baselines][:3])):
         rows = leaderboard(list(results), list(outs), baselines=list(baselines), sort=sort,
-                           allow_partial=allow_partial)
+                           allow_partial=allow_partial, overwrite=overwrite)
     for r in rows:
         tag = " (floor)" if r.floor else " (baseline)" if r.baseline else ""
         click.echo(f"{r.rank:>3}. {r.model}{tag}{' (partial)' if r.partial else ''}")

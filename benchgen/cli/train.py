@@ -12,7 +12,9 @@ from benchgen.cli.common import (
     fail,
     hint,
     progress,
+    quoted,
     spec_name,
+    unused,
 )
 
 
@@ -80,5 +82,6 @@ def train_cmd(data, preset, config_file, overrides, out, steps, seed, device, th
     run = train(data, out, model_cfg, train_cfg, resume=resume, overwrite=overwrite, steps=steps,
                 progress=progress(show_progress), preset=preset)
     click.echo(f"run saved to {run}")
-    hint(f"benchgen evaluate {data} --model reference:{run} --loops 1-16 --out eval/{spec_name(str(run))} --html",
-          "benchgen leaderboard eval/*/results.json --out board.html")
+    out_dir = unused(f"eval/{spec_name(f'reference:{run}')}")
+    # evaluate prints the next step (floors, then the leaderboard of exactly its results)
+    hint(f"benchgen evaluate {quoted(data)} --model reference:{quoted(run)} --loops 1-16 --out {out_dir} --html")

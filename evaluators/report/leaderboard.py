@@ -441,9 +441,11 @@ def _atomic_write(path: Path, data: str) -> None:
 
 
 def leaderboard(results: Sequence[str | Path], outs: Sequence[str | Path], *,
-                baselines: Sequence[str | Path] = (), sort: str = "mean", allow_partial: bool = False) -> list[Row]:
+                baselines: Sequence[str | Path] = (), sort: str = "mean", allow_partial: bool = False,
+                overwrite: bool = False) -> list[Row]:
     """Rank ``results`` (+ ``baselines``) on one dataset and write each of ``outs`` (.md/.html/.csv);
-    partial-coverage results are refused unless ``allow_partial`` (then marked)."""
+    partial-coverage results are refused unless ``allow_partial`` (then marked). An existing board is
+    replaced only with ``overwrite`` (as every command's --out), and a file benchgen did not write never."""
     outs = [Path(o) for o in outs]
     if not outs:
         raise BenchgenError("--out: give at least one output file (.md, .html or .csv)")
@@ -452,6 +454,8 @@ def leaderboard(results: Sequence[str | Path], outs: Sequence[str | Path], *,
             raise BenchgenError(f"--out {o}: unknown format {o.suffix or '(none)'!r} (expected .md, .html or .csv)")
         if o.is_file() and not _is_board(o):  # checked for every --out before writing any
             raise BenchgenError(f"--out {o}: exists and is not a benchgen leaderboard; refusing to replace it")
+        if o.exists() and not overwrite:
+            raise BenchgenError(f"--out {o}: already exists (pass --overwrite to replace it)")
     rows, dataset = load_rows(results, baselines, allow_partial=allow_partial)
     rows = rank(rows, sort)
     for o in outs:
