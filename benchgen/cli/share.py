@@ -95,7 +95,8 @@ def baselines_cmd(dataset_dir, out, only, splits, plots, bootstrap, overwrite, a
 @click.option("--out", "outs", multiple=True, required=True, metavar="FILE",
               help="board file; format by extension: .md, .html (sortable table + depth plot) or .csv (repeatable)")
 @click.option("--baseline", "baselines", multiple=True, metavar="RESULTS_JSON",
-              help="results to show as baseline rows (e.g. reference models; repeatable)")
+              help="results to label as baseline rows, e.g. a published model to compare against (repeatable); "
+                   "floor rows come from a `benchgen baselines` directory given as RESULTS")
 @click.option("--sort", type=click.Choice(["mean", "id", "systematic", "depth", "horizon", "drop"]),
               default="mean", show_default=True,
               help="rank by: mean of ID/systematic/extrapolation accuracy, one of them, horizon, or smallest drop")

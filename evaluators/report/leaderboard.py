@@ -4,9 +4,10 @@ Results computed on different datasets are refused (their fingerprints differ), 
 is comparable. Columns: ID, systematic and depth-extrapolation accuracy (95% intervals), depth
 horizon (bootstrap interval) and overthinking drop; the HTML page is one static file with a
 sortable table and every model's accuracy-by-depth curve on one embedded plot, with chance and
-the best shortcut baseline per depth as reference lines. Reference-model results (model spec
-``reference:...``, ``model.baseline: true`` or passed as baselines) are marked as baseline rows;
-non-reasoning baselines from ``benchgen baselines`` (``model.floor: true``) as floor rows.
+the best shortcut baseline per depth as reference lines. Non-reasoning baselines from ``benchgen
+baselines`` (``model.floor: true``) are floor rows (shaded); results passed with ``--baseline`` (or
+marked ``model.baseline: true``) are labelled baseline rows; every other result, a trained
+``reference:`` model included, is a model row.
 
 Every row shows its coverage (scored / total examples per test split); a results file that left
 examples or loop counts unscored is refused unless ``allow_partial``, and then marked partial.
@@ -134,13 +135,13 @@ def _row(results, source: str, baseline: bool, totals: dict[str, int] | None = N
         drops = [d["drop"] for split, v in over.get("per_split", {}).items() if split.startswith("test")
                  for d in v.get("depths", []) if d.get("drop") is not None]
         drop = float(np.mean(drops)) if drops else None
-    spec = str(results.model.get("spec", results.model.get("adapter", "")))
     cov, partial = coverage_of(results, totals or {})
+    floor = bool(results.model.get("floor"))
     return Row(model=results.model_name, source=source,
-               baseline=baseline or bool(results.model.get("baseline")) or spec.startswith("reference:"),
+               baseline=not floor and (baseline or bool(results.model.get("baseline"))),
                loops=T, id=_acc(per.get(id_split)),
                systematic=_acc(per.get("test_systematic")), depth=depth, horizon=horizon, drop=drop,
-               curve=curve, id_depths=id_depths, floor=bool(results.model.get("floor")), loops_source=why,
+               curve=curve, id_depths=id_depths, floor=floor, loops_source=why,
                coverage=cov, partial=partial)
 
 
@@ -383,7 +384,7 @@ def render_html(rows: list[Row], dataset: dict, sort: str) -> str:
                                           for m in (r.id, r.systematic, r.depth, r.horizon)), r.drop, cov]
         tds = "".join(f'<td data-sort="{html.escape(sort_val(k))}">{html.escape(c)}</td>'
                       for k, c in zip(keys, _cells(r)))
-        body.append(f'<tr class="{"baseline" if r.baseline else "model"}">{tds}</tr>')
+        body.append(f'<tr class="{"floor" if r.floor else "baseline" if r.baseline else "model"}">{tds}</tr>')
     heads = "".join(f'<th title="click to sort">{html.escape(h)}</th>' for h in HEADERS)
     from benchgen.evaluators.report.plots import reference_lines
 
@@ -403,7 +404,8 @@ code {{ background: #f3f3f3; padding: 0 3px; border-radius: 3px; }}
 table.board th {{ background: #f3f3f3; cursor: pointer; user-select: none; }}
 table.board th[data-dir=asc]::after {{ content: " ▲"; }}
 table.board th[data-dir=desc]::after {{ content: " ▼"; }}
-tr.baseline td {{ background: #f7f7ff; font-style: italic; }}
+tr.floor td {{ background: #f4f4f4; color: #555; font-style: italic; }}
+tr.baseline td {{ font-style: italic; }}
 img {{ max-width: 100%; margin-top: 1.5em; }}
 </style></head><body>
 <h1>benchgen leaderboard</h1>
