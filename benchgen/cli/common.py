@@ -31,6 +31,12 @@ def fail(message: str) -> None:
 def os_error_line(e: OSError) -> str | None:
     """One line for a filesystem error (None for OS errors that are not about files)."""
     name = _errno.errorcode.get(e.errno or 0)
+    if name is None and e.errno is None:
+        short = re.search(r"(\d+) requested and (\d+) written", str(e))  # numpy tofile / pyarrow on a full disk
+        if short:
+            return f"write failed: only {int(short[2]):,} of {int(short[1]):,} bytes written (disk full?)"
+        if "No space left on device" in str(e):
+            return f"{str(e).splitlines()[0]} (disk full)"
     if name not in _FS_ERRNOS:
         return None
     where = e.filename if e.filename is not None else ""

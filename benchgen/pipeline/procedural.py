@@ -30,6 +30,7 @@ from benchgen.tasks.grid.cells import row_hash
 
 BLOCK = 1024
 SPLITS = ("train", "test")
+CACHE_BLOCKS = 64  # recent blocks kept as Python lists (random access within 64 Ki items stays cheap)
 MAX_ROUNDS = 200  # rejection rounds per cell and block before a split is declared empty there
 _MIX = 0x9E3779B97F4A7C15
 
@@ -121,21 +122,23 @@ class ProceduralDataset:
         which = rng.integers(0, len(self.cells), size=BLOCK)
         order = np.argsort(which, kind="stable")
         counts = np.bincount(which, minlength=len(self.cells))
-        tables = [self._draw_cell(rng, c, int(m)) for c, m in zip(self.cells, counts) if m]
-        table = pa.concat_tables(tables, promote_options="none")
+        parts = [(c, self._draw_cell(rng, c, int(m))) for c, m in zip(self.cells, counts) if m]
+        if hasattr(self.sampler, "tables"):  # one rendering call for every cell (khop: one padded matrix)
+            table = self.sampler.tables(parts, self.split)
+        else:
+            table = pa.concat_tables([self.sampler.table(rows, c, self.split) for c, rows in parts])
         position = np.empty(BLOCK, dtype=np.int64)
         position[order] = np.arange(BLOCK)  # item j is row position[j] of the cell-ordered table
-        table = table.take(pa.array(position))
-        index = np.arange(b * BLOCK, (b + 1) * BLOCK, dtype=np.int64)
         keep = [n for n in table.column_names if n not in ("id", "split", "input_ids", "target_ids")]
-        return table.select(keep).add_column(0, "index", pa.array(index))
+        table = table.select(keep).take(pa.array(position))
+        return table.add_column(0, "index", pa.array(np.arange(b * BLOCK, (b + 1) * BLOCK, dtype=np.int64)))
 
-    def _draw_cell(self, rng: np.random.Generator, cell, m: int) -> pa.Table:
+    def _draw_cell(self, rng: np.random.Generator, cell, m: int) -> dict[str, np.ndarray]:
         """``m`` rows of ``cell`` from this split's part of the query space (rejection on the partition)."""
         if self.sampler.shared(cell):
             if self.split != "train":
                 raise BenchgenError(f"cell {cell}: every query is in train; it has no held-out part")
-            return self.sampler.table(self.sampler.draw(rng, cell, m), cell, self.split)
+            return self.sampler.draw(rng, cell, m)
         want_held = self.split == "test"
         share = self.held_out_share if want_held else 1.0 - self.held_out_share
         kept: list[dict[str, np.ndarray]] = []
@@ -146,8 +149,7 @@ class ProceduralDataset:
             kept.append({k: v[ok] for k, v in rows.items()})
             have += len(ok)
             if have == m:
-                rows = {k: np.concatenate([r[k] for r in kept]) for k in kept[0]}
-                return self.sampler.table(rows, cell, self.split)
+                return {k: np.concatenate([r[k] for r in kept]) for k in kept[0]}
         raise BenchgenError(f"cell {cell}: no {self.split} queries found in {MAX_ROUNDS} rounds (held_out_share="
                             f"{self.held_out_share}); the cell is too small for this share")
 
@@ -157,7 +159,7 @@ class ProceduralDataset:
         if cols is None:
             t = self.block(b)
             cols = {n: t.column(n).to_pylist() for n in t.column_names}
-            if len(self._cache) >= 4:
+            if len(self._cache) >= CACHE_BLOCKS:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[b] = cols
         return cols

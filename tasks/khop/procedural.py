@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from benchgen.errors import ConfigError
 from benchgen.tasks.khop.config import KhopConfig
-from benchgen.tasks.khop.generator import make_vocab, rows_table
+from benchgen.tasks.khop.generator import make_vocab, pad_chains, rows_table
 from benchgen.tasks.khop.graph import ChainSampler, Subgraph, build_graph
 
 MAX_DEPTH = 4096
@@ -62,6 +62,11 @@ class KhopProcedural:
     def table(self, rows: dict[str, np.ndarray], cell: int, split: str) -> pa.Table:
         chains = rows["key"]
         return rows_table(chains, np.full(len(chains), cell, dtype=np.int32), self.graph, self.vocab, self.cfg, split)
+
+    def tables(self, parts: list[tuple[int, dict[str, np.ndarray]]], split: str) -> pa.Table:
+        """Rows of several depths rendered in one call (one -1-padded chain matrix), in the given order."""
+        chains, depth = pad_chains([rows["key"] for _, rows in parts])
+        return rows_table(chains, depth, self.graph, self.vocab, self.cfg, split)
 
     def shared(self, cell: int) -> bool:
         return cell == 1
