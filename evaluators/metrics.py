@@ -327,6 +327,7 @@ def depth_reach(cells: pd.DataFrame, settings: MetricSettings) -> dict:
     lo_b, hi_b = wilson(np.nan_to_num(C[rows, best]).astype(np.int64), np.nan_to_num(N[rows, best]).astype(np.int64))
     ok_t, ok_b = acc_t >= settings.tau - EPS, acc_b >= settings.tau - EPS
     return {"available": True, **base, "trained_loops": int(T), "loop_sampling": settings.loop_sampling,
+            "loops_source": "trained" if settings.trained_loops is not None else "largest swept (training T unknown)",
             "depth_learned": None if learned < 0 else int(depths[learned]),
             "depth_reached": None if reached < 0 else int(depths[reached]),
             "deepest_at_trained_loops": int(depths[ok_t].max()) if ok_t.any() else None,
