@@ -20,7 +20,7 @@ from typing import Any
 from benchgen.version import __version__
 
 _API = ("generate", "load", "evaluate", "audit", "score_answer", "reward_function", "verl_compute_score",
-        "read_config", "MemoryDataset", "procedural", "Curriculum")
+        "read_config", "MemoryDataset", "procedural", "Curriculum", "Normalization")
 __all__ = ["__version__", *_API]
 
 

@@ -247,5 +247,14 @@ def verl_compute_score(data_source: str, solution_str: str, ground_truth: str, e
     return score_answer(solution_str, ground_truth)
 
 
+def __getattr__(name: str) -> Any:
+    """``Normalization`` (the evaluator's answer comparison) is loaded on first use."""
+    if name == "Normalization":
+        from benchgen.evaluators.scoring.score import Normalization
+
+        return Normalization
+    raise AttributeError(f"module 'benchgen.api' has no attribute {name!r}")
+
+
 __all__ = ["generate", "load", "evaluate", "audit", "score_answer", "reward_function", "verl_compute_score",
            "read_config", "MemoryDataset", "procedural", "Curriculum"]

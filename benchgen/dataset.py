@@ -4,7 +4,7 @@ Layout of a dataset directory::
 
     data/<split>-NNNNN-of-NNNNN.parquet   shards (Hugging Face naming)
     manifest.json                         version, task, config, seed, per-split counts/hashes
-    vocab.json                            token list (id = position)
+    vocab.json                            {"tokens": [...] (id = position), "joiner": str, "pad_id": int}
     README.md                             dataset card with ``configs:`` YAML for load_dataset
     <task extras>                         e.g. kg.parquet for khop
 

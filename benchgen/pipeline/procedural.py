@@ -178,10 +178,10 @@ class ProceduralDataset:
         other = "test" if self.split == "train" else "train"
         if any(self.sampler.shared(c) for c in self.cells):
             return []  # shared cells (khop's facts) have no held-out part by definition
-        mine = set(self.table(0, n).column("prompt").to_pylist())
-        theirs = ProceduralDataset(self.task, self.cfg, split=other, depth=self.depths, held_out_share=self.held_out_share,
-                                   sampler=self.sampler)
-        both = sorted(mine & set(theirs.table(0, n).column("prompt").to_pylist()))
+        drawn = [set(ProceduralDataset(self.task, self.cfg, split=split, depth=self.depths, sampler=self.sampler,
+                                       held_out_share=self.held_out_share).table(0, n).column("prompt").to_pylist())
+                 for split in (self.split, other)]  # unsized streams: the audit may read past ``size``
+        both = sorted(drawn[0] & drawn[1])
         return [f"question {q!r} drawn by both {self.split} and {other}" for q in both[:5]]
 
     def __repr__(self) -> str:
