@@ -105,6 +105,7 @@ def procedural(task: str, preset: str | None = None, seed: int = 0, *, split: st
 
 
 def _curriculum_base():
+    """The pipeline's Curriculum class (imported on first use)."""
     from benchgen.pipeline.curriculum import Curriculum as Base
 
     return Base
@@ -133,6 +134,7 @@ class _CurriculumFactory(type):
         return cur
 
     def __instancecheck__(cls, obj) -> bool:
+        """``isinstance(x, benchgen.Curriculum)`` for the curricula it builds."""
         return isinstance(obj, _curriculum_base())
 
 

@@ -54,6 +54,7 @@ def _dataset_class():
         """benchgen.procedural items under reasoning-gym's interface (same item i for the same seed)."""
 
         def __init__(self, config: BenchgenConfig):
+            """The procedural dataset behind this reasoning-gym config (seed drawn by reasoning-gym when None)."""
             super().__init__(config=config, seed=config.seed, size=config.size)
             config.seed = self.seed  # reasoning-gym draws a seed when none is given; keep it
             self.procedural = procedural(config.task, config.preset, self.seed, split=config.split,
@@ -61,6 +62,7 @@ def _dataset_class():
                                          **config.options)
 
         def __getitem__(self, idx: int) -> dict[str, Any]:
+            """benchgen.procedural's item ``idx``, with reasoning-gym's source fields."""
             item = self.procedural[idx]
             item["metadata"].update(source_dataset=PREFIX + self.config.task, source_index=int(idx))
             return item

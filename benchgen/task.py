@@ -55,17 +55,23 @@ class Procedural(Protocol):
 
     knob: str
 
-    def depths(self) -> tuple[int, ...]: ...
+    def depths(self) -> tuple[int, ...]:
+        """The training depths (the default difficulty)."""
 
-    def levels(self) -> tuple[int, ...]: ...
+    def levels(self) -> tuple[int, ...]:
+        """Every depth the config covers (a curriculum's ladder)."""
 
-    def cells(self, depth: int) -> list: ...
+    def cells(self, depth: int) -> list:
+        """The train-distribution cells at ``depth``."""
 
-    def draw(self, rng, cell, m: int) -> dict: ...
+    def draw(self, rng, cell, m: int) -> dict:
+        """``m`` independent uniform rows of ``cell`` (``"key"``: the query's integer key)."""
 
-    def table(self, rows: dict, cell, split: str) -> pa.Table: ...
+    def table(self, rows: dict, cell, split: str) -> pa.Table:
+        """The rows rendered as the task's columns."""
 
-    def shared(self, cell) -> bool: ...
+    def shared(self, cell) -> bool:
+        """Whether every query of ``cell`` belongs to train (no held-out part)."""
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ def timed(cmd: list[str], repeats: int) -> tuple[int, list[float]]:
 
 
 def main() -> int:
+    """Run the three figures and print the table (exit 1 under --check when the target is missed)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=1_000_000, help="benchgen items per process")
     ap.add_argument("--random-items", type=int, default=5_000,
@@ -72,6 +73,7 @@ def main() -> int:
     rates = {}
 
     def row(what: str, n: int, times: list[float], target: str = "") -> None:
+        """Print one table row and remember its rate."""
         rates[what] = n / min(times)
         print(f"| {what} | {n:,} | {min(times):.2f} | {rates[what]:,.0f} | "
               f"{', '.join(f'{t:.2f}' for t in times)} | {target} |", flush=True)

@@ -9,6 +9,7 @@ partial credit).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -58,3 +59,9 @@ def test_bridge_in_its_own_venv(tmp_path):
     proc = subprocess.run([py, "-c", CHECK], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "ok 0.1.25"
+    # the README's reasoning-gym block, as written
+    block = next(b for b in re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+                 if "import reasoning_gym" in b)
+    run = block + "\nassert rg.score_answer(rg[0]['answer'], rg[0]) == 1.0 and len(rg) == 1000\nprint('readme ok')\n"
+    proc = subprocess.run([py, "-c", run], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "readme ok", proc.stderr[-3000:]

@@ -25,6 +25,7 @@ class Curriculum:
 
     def __init__(self, base: ProceduralDataset, *, target: float = 0.7, band: float = 0.1, window: int = 64,
                  levels: Sequence[int] | None = None, start: int | None = None, spec: dict | None = None):
+        """A curriculum over ``base``'s depth (``spec``: what ``from_state`` rebuilds ``base`` from)."""
         if not 0.0 < target < 1.0:
             raise BenchgenError(f"target={target!r}: expected an accuracy in (0, 1)")
         if not 0.0 <= band < min(target, 1.0 - target):
@@ -81,6 +82,7 @@ class Curriculum:
         return self.level
 
     def _decide(self) -> None:
+        """A full window: one level up above target + band, one down below target - band."""
         acc, i = self.accuracy, self.levels.index(self.level)
         step = 1 if acc > self.target + self.band else -1 if acc < self.target - self.band else 0
         if step and 0 <= i + step < len(self.levels):

@@ -43,6 +43,7 @@ def held_out_mask(key: np.ndarray, seed: int, share: float) -> np.ndarray:
 
 
 def _depths(depth: int | Sequence[int] | None, default: Sequence[int]) -> tuple[int, ...]:
+    """The depths asked for (an int or a list), else the task's training depths."""
     if depth is None:
         return tuple(default)
     values = (depth,) if isinstance(depth, (int, np.integer)) else tuple(depth)
@@ -56,6 +57,7 @@ class ProceduralDataset:
 
     def __init__(self, task: Task, cfg: Any, *, split: str = "train", depth: int | Sequence[int] | None = None,
                  size: int | None = None, held_out_share: float = 0.1, sampler: Any = None):
+        """Check the options; build the task's samplers for ``cfg`` (once: ``with_depth`` shares them)."""
         if task.procedural is None:
             raise BenchgenError(f"task {task.name!r} has no procedural sampler (Task.procedural)")
         if split not in SPLITS:
@@ -76,11 +78,13 @@ class ProceduralDataset:
 
     # -- the sequence -----------------------------------------------------------------------------
     def __len__(self) -> int:
+        """``size``; an infinite dataset has no length."""
         if self.size is None:
             raise TypeError("an infinite procedural dataset has no len(); give size=N")
         return self.size
 
     def __getitem__(self, i: int) -> dict:
+        """Item ``i`` (negative indices count from the end of a sized dataset)."""
         if isinstance(i, slice):
             raise TypeError("index one item at a time, or use .table(start, stop) for a range")
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
@@ -93,6 +97,7 @@ class ProceduralDataset:
         return self._item(self._columns(i // BLOCK), i)
 
     def __iter__(self) -> Iterator[dict]:
+        """Items 0, 1, 2, ... (forever when infinite), a block at a time."""
         indices = range(self.size) if self.size is not None else itertools.count()
         for i in indices:
             yield self._item(self._columns(i // BLOCK), i)
@@ -165,6 +170,7 @@ class ProceduralDataset:
         return cols
 
     def _item(self, cols: dict[str, list], i: int) -> dict:
+        """Item ``i`` as reasoning-gym's dict, from its block's columns."""
         j = i % BLOCK
         meta = {k: cols[k][j] for k in cols if k not in ("prompt", "answer", "index")}
         meta.update(split=self.split, index=i, id=f"{self.task.name}-{self.split}-{i}", seed=self.seed)
@@ -185,6 +191,7 @@ class ProceduralDataset:
         return [f"question {q!r} drawn by both {self.split} and {other}" for q in both[:5]]
 
     def __repr__(self) -> str:
+        """Task, split, difficulty, seed and size."""
         size = "infinite" if self.size is None else f"size={self.size}"
         return (f"ProceduralDataset(task={self.task.name!r}, split={self.split!r}, {self.sampler.knob}="
                 f"{list(self.depths)}, seed={self.seed}, {size})")

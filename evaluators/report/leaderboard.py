@@ -257,6 +257,7 @@ def common_coverage(rows: list[Row]) -> str | None:
 
 
 def _headers(rows: list[Row]) -> list[str]:
+    """The table's headers (without coverage when it is said once)."""
     return HEADERS if common_coverage(rows) is None else HEADERS[:-1]
 
 

@@ -35,6 +35,12 @@ def _ci(entry: dict) -> str:
     return "–" if lo is None or hi is None else f"[{_fmt(lo)}, {_fmt(hi)}]"
 
 
+def _floor(floors: dict, split: str, depth: int) -> list[str]:
+    """Chance and the best shortcut (name and accuracy) of one (split, depth) cell, or dashes."""
+    f = floors.get((split, int(depth)))
+    return ["–", "–"] if f is None else [_fmt(f["chance"]), f"{f['baseline']} {_fmt(f['best'])}"]
+
+
 def tables(results: Results) -> list[Table]:
     """The report's tables as (title, headers, rows), shared by the markdown and HTML renderers."""
     m = results.metrics
@@ -65,15 +71,10 @@ def tables(results: Results) -> list[Table]:
                         [[b["loops"], _fmt(b["mean_extrapolation_accuracy"]), _fmt(b["depth_horizon"]),
                           _fmt(b["id_accuracy"]), _fmt(b["gap"])] for b in de["by_loops"]]))
     floors = validity_cells(results.dataset)  # chance and the best shortcut, per (split, depth)
-
-    def floor(s: str, d: int) -> list:
-        f = floors.get((s, int(d)))
-        return ["–", "–"] if f is None else [_fmt(f["chance"]), f"{f['baseline']} {_fmt(f['best'])}"]
-
     out.append(("Accuracy by depth (chance = 1 / distinct answers in the cell; best shortcut = the best "
                 "non-reasoning baseline, from the dataset's validity record)",
                 ["split", "depth", "n", "accuracy", "95% CI", "chance", "best shortcut"],
-                [[s, r["depth"], r["n"], _fmt(r["accuracy"]), _ci(r), *floor(s, r["depth"])]
+                [[s, r["depth"], r["n"], _fmt(r["accuracy"]), _ci(r), *_floor(floors, s, r["depth"])]
                  for s, rows in m.get("depth_curve", {}).items() for r in rows]))
     ot = m.get("overthinking", {})
     if ot.get("available"):

@@ -225,6 +225,7 @@ def _check_utf8(col: pa.Array, name: str, where: str) -> None:
 
 
 def _decodes(b: bytes) -> bool:
+    """Whether ``b`` is valid UTF-8."""
     try:
         b.decode("utf-8")
         return True

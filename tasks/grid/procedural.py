@@ -19,16 +19,20 @@ class GridProcedural:
     """:class:`benchgen.task.Procedural` over a grid and its cell sampler."""
 
     def __init__(self, grid: Grid, sampler: CellSampler, knob: str, bounds: tuple[int, int]):
+        """The grid, the task's cell sampler, the knob's name and its allowed range."""
         self.grid, self.sampler, self.knob, self.bounds = grid, sampler, knob, bounds
 
     def depths(self) -> tuple[int, ...]:
+        """The training depths."""
         return tuple(sorted(self.grid.depths))
 
     def levels(self) -> tuple[int, ...]:
+        """Training, interpolation and extrapolation depths."""
         g = self.grid
         return tuple(sorted({*g.depths, *g.interp_depths, *g.test_depths}))
 
     def cells(self, depth: int) -> list[Cell]:
+        """The training widths at ``depth`` that are neither held out nor empty."""
         lo, hi = self.bounds
         if not lo <= depth <= hi:
             raise ConfigError(self.knob, f"expected {lo}..{hi}, got {depth}")
@@ -44,10 +48,13 @@ class GridProcedural:
         return cells
 
     def draw(self, rng: np.random.Generator, cell: Cell, m: int) -> dict[str, np.ndarray]:
+        """``m`` uniform rows of ``cell`` (the files' sampler)."""
         return self.sampler.draw(rng, cell, m)
 
     def table(self, rows: dict[str, np.ndarray], cell: Cell, split: str) -> pa.Table:
+        """The rows rendered by the task's sampler."""
         return self.sampler.table(rows, cell, split)
 
     def shared(self, cell: Cell) -> bool:
+        """No grid cell is train-only."""
         return False

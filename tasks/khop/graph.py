@@ -95,6 +95,7 @@ class ChainSampler:
     draw is one vectorised gather per hop. Built once per (subgraph, k); ``draw`` is cheap."""
 
     def __init__(self, sg: Subgraph, k: int):
+        """Path counts and per-hop choice tables of ``sg`` for k-edge chains."""
         self.sg, self.k = sg, k
         counts = sg.path_counts(k)
         self.total = counts[k].sum()

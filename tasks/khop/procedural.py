@@ -25,6 +25,7 @@ class KhopProcedural:
     knob = "hops"
 
     def __init__(self, cfg: KhopConfig):
+        """The graph ``benchgen generate`` builds for ``cfg``, its ID subgraph and every triple."""
         cfg.validate()
         self.cfg, self.graph, self.vocab = cfg, build_graph(cfg), make_vocab(cfg)
         self.id_graph = Subgraph.of(self.graph, ood=False)
@@ -33,13 +34,16 @@ class KhopProcedural:
         self._samplers: dict[int, ChainSampler] = {}
 
     def depths(self) -> tuple[int, ...]:
+        """The training hops."""
         return tuple(sorted(self.cfg.train_hops))
 
     def levels(self) -> tuple[int, ...]:
+        """Training, interpolation and test hops."""
         c = self.cfg
         return tuple(sorted({*c.train_hops, *c.interp_hops, *c.test_hops}))
 
     def _sampler(self, k: int) -> ChainSampler:
+        """The chain sampler of ``k`` hops (built once; an empty population is one line)."""
         if k not in self._samplers:
             sampler = ChainSampler(self.id_graph, k)
             if not sampler.total:
@@ -48,6 +52,7 @@ class KhopProcedural:
         return self._samplers[k]
 
     def cells(self, depth: int) -> list[int]:
+        """One cell per depth; 1 = atomic facts."""
         if not 1 <= depth <= MAX_DEPTH:
             raise ConfigError("hops", f"expected 1..{MAX_DEPTH}, got {depth}")
         if depth > 1:
@@ -55,11 +60,13 @@ class KhopProcedural:
         return [depth]
 
     def draw(self, rng: np.random.Generator, cell: int, m: int) -> dict[str, np.ndarray]:
+        """``m`` uniform chains (or facts) of ``cell`` hops as ``key``."""
         if cell == 1:
             return {"key": self.atomics[rng.integers(0, len(self.atomics), size=m)]}
         return {"key": self._sampler(cell).draw(m, rng)}
 
     def table(self, rows: dict[str, np.ndarray], cell: int, split: str) -> pa.Table:
+        """The chains rendered as khop rows."""
         chains = rows["key"]
         return rows_table(chains, np.full(len(chains), cell, dtype=np.int32), self.graph, self.vocab, self.cfg, split)
 
@@ -69,4 +76,5 @@ class KhopProcedural:
         return rows_table(chains, depth, self.graph, self.vocab, self.cfg, split)
 
     def shared(self, cell: int) -> bool:
+        """Atomic facts (depth 1) are all in train, as in the files."""
         return cell == 1
