@@ -63,9 +63,16 @@ def generate(task: str, preset: str | None = None, *, output: Output = "auto", p
     khop graph; ``evaluate``, ``audit`` and ``save`` accept it). The same options and seed give
     the same rows and the same fingerprint as ``benchgen generate`` writing to disk.
     """
+    from benchgen.pipeline.generate import generate as _generate
+
+    spec, cfg = _task_config(task, preset, config, overrides)
+    return _shape(_generate(spec, cfg, progress=progress), output)
+
+
+def _task_config(task: str, preset: str | None, config: dict | str | Path | None, overrides: dict):
+    """The registered task and its config: preset <- config file or dict <- keyword overrides."""
     from benchgen import registry
     from benchgen.config import build_config
-    from benchgen.pipeline.generate import generate as _generate
 
     spec = registry.get_task(task)
     options = {**(read_config(config) if isinstance(config, (str, Path)) else dict(config or {})), **overrides}
@@ -73,8 +80,68 @@ def generate(task: str, preset: str | None = None, *, output: Output = "auto", p
     preset = preset if preset is not None else file_preset
     for cli_only in ("out", "overwrite", "workers"):  # a CLI config file may name them; in memory they mean nothing
         options.pop(cli_only, None)
-    cfg = build_config(spec.config, spec.presets, preset, options)
-    return _shape(_generate(spec, cfg, progress=progress), output)
+    return spec, build_config(spec.config, spec.presets, preset, options)
+
+
+# --- procedural datasets (RL environments) -------------------------------------------------------
+def procedural(task: str, preset: str | None = None, seed: int = 0, *, split: str = "train",
+               depth: int | Sequence[int] | None = None, size: int | None = None, held_out_share: float = 0.1,
+               config: dict | str | Path | None = None, **overrides: Any):
+    """An index-addressable procedural dataset: ``ds[i]`` -> ``{"question", "answer", "metadata"}``.
+
+    Item ``i`` is the same for the same task options and ``seed`` whatever the order items are read
+    in; ``size=None`` is infinite (iterate it, or index any i >= 0). Items come from the task's own
+    samplers over the same generator as the files (the khop graph of ``seed`` and the options is the
+    one ``benchgen generate`` writes): ``split="train"`` draws the train distribution (training depths,
+    never a held-out cell), ``split="test"`` the held-out share ``held_out_share`` of the query space, which
+    train never draws (``ds.audit()`` re-checks it). ``depth`` is the difficulty knob: hops for khop
+    and induction, operands for addition (an int or a list; default: the training depths). Reward:
+    ``benchgen.score_answer(answer, item)``.
+    """
+    from benchgen.pipeline.procedural import ProceduralDataset
+
+    spec, cfg = _task_config(task, preset, config, {**overrides, "seed": seed})
+    return ProceduralDataset(spec, cfg, split=split, depth=depth, size=size, held_out_share=held_out_share)
+
+
+def _curriculum_base():
+    """The pipeline's Curriculum class (imported on first use)."""
+    from benchgen.pipeline.curriculum import Curriculum as Base
+
+    return Base
+
+
+class _CurriculumFactory(type):
+    """Makes ``benchgen.Curriculum`` the pipeline's class with a task-name constructor (lazy import)."""
+
+    def __call__(cls, task: str, preset: str | None = None, seed: int = 0, *, target: float = 0.7,
+                 band: float = 0.1, window: int = 64, levels: Sequence[int] | None = None,
+                 start: int | None = None, split: str = "train", held_out_share: float = 0.1, **overrides: Any):
+        """A curriculum over ``benchgen.procedural(task, preset, seed, ...)``'s depth (see its module doc)."""
+        spec = {"task": task, "preset": preset, "seed": seed, "split": split, "held_out_share": held_out_share,
+                "overrides": overrides}
+        base = procedural(task, preset, seed, split=split, held_out_share=held_out_share, **overrides)
+        return _curriculum_base()(base, target=target, band=band, window=window, levels=levels, start=start,
+                                  spec=spec)
+
+    def from_state(cls, state: dict):
+        """Rebuild a curriculum from ``state_dict()`` output and continue where it stopped."""
+        s = state["spec"]
+        cur = cls(s["task"], s["preset"], s["seed"], target=state["target"], band=state["band"],
+                  window=state["window"], levels=state["levels"], split=s["split"], held_out_share=s["held_out_share"],
+                  **s["overrides"])
+        cur.load_state_dict(state)
+        return cur
+
+    def __instancecheck__(cls, obj) -> bool:
+        """``isinstance(x, benchgen.Curriculum)`` for the curricula it builds."""
+        return isinstance(obj, _curriculum_base())
+
+
+class Curriculum(metaclass=_CurriculumFactory):
+    """``benchgen.Curriculum(task, preset=None, seed=0, target=0.7, band=0.1, window=64, levels=None, ...)``:
+    raise or lower the procedural depth to hold a target rolling accuracy; ``sample(n)``, ``update(rewards)``,
+    ``state_dict()`` / ``Curriculum.from_state(state)`` (``benchgen.pipeline.curriculum``)."""
 
 
 def load(path: str | Path, *, output: Output = "benchgen"):
@@ -182,5 +249,14 @@ def verl_compute_score(data_source: str, solution_str: str, ground_truth: str, e
     return score_answer(solution_str, ground_truth)
 
 
+def __getattr__(name: str) -> Any:
+    """``Normalization`` (the evaluator's answer comparison) is loaded on first use."""
+    if name == "Normalization":
+        from benchgen.evaluators.scoring.score import Normalization
+
+        return Normalization
+    raise AttributeError(f"module 'benchgen.api' has no attribute {name!r}")
+
+
 __all__ = ["generate", "load", "evaluate", "audit", "score_answer", "reward_function", "verl_compute_score",
-           "read_config", "MemoryDataset"]
+           "read_config", "MemoryDataset", "procedural", "Curriculum"]

@@ -145,6 +145,28 @@ def cleanup_stale(out: Path) -> None:
             pass
 
 
+def restore_interrupted(out: str | Path) -> str | None:
+    """For readers of a missing ``out``: move back the previous version that a process killed inside the
+    final swap left at ``.NAME.old-*`` (as the next write would). Returns None when restored or when there
+    is nothing to restore, else a note saying where the previous version is (e.g. a read-only parent)."""
+    out = Path(out)
+    if os.path.lexists(out):
+        return None
+    cleanup_stale(out)
+    if os.path.lexists(out):
+        return None
+    pat = re.compile(rf"\.{re.escape(out.name)}\.old-\d+-[0-9a-f]{{6}}-[0-9a-f]+")
+    try:
+        left = sorted(n for n in os.listdir(out.parent) if pat.fullmatch(n))
+    except OSError:
+        return None
+    if not left:
+        return None
+    where = out.parent / left[-1]
+    return (f"an interrupted write left the previous version at {where} (it could not be moved back: "
+            f"mv {where} {out})")
+
+
 # --- exclusive rename -----------------------------------------------------------------------------
 try:
     _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2

@@ -4,7 +4,7 @@ Layout of a dataset directory::
 
     data/<split>-NNNNN-of-NNNNN.parquet   shards (Hugging Face naming)
     manifest.json                         version, task, config, seed, per-split counts/hashes
-    vocab.json                            token list (id = position)
+    vocab.json                            {"tokens": [...] (id = position), "joiner": str, "pad_id": int}
     README.md                             dataset card with ``configs:`` YAML for load_dataset
     <task extras>                         e.g. kg.parquet for khop
 
@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchgen.atomic import check_target, new_temp_dir, swap_into_place
+from benchgen.atomic import check_target, new_temp_dir, restore_interrupted, swap_into_place
 from benchgen.errors import BenchgenError, DatasetError
 from benchgen.schema import SPLIT_NAME
 from benchgen.version import __version__
@@ -297,8 +297,9 @@ class Dataset:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        note = restore_interrupted(self.path) if not self.path.exists() else None  # a kill inside the swap
         if not self.path.exists():
-            raise DatasetError(f"dataset directory {self.path}: does not exist")
+            raise DatasetError(f"dataset directory {self.path}: does not exist" + (f"; {note}" if note else ""))
         if not self.path.is_dir():
             raise DatasetError(f"dataset directory {self.path}: is not a directory")
         mpath = self.path / MANIFEST

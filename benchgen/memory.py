@@ -159,5 +159,8 @@ def to_datasets(tables: dict[str, pa.Table]):
     try:
         import datasets
     except ModuleNotFoundError:
-        raise BenchgenError("output='datasets' needs the datasets package: pip install 'benchgen[datasets]'") from None
+        from benchgen.install import install_hint
+
+        raise BenchgenError(f"output='datasets' needs the datasets package, which is not installed: "
+                            f"{install_hint('datasets')} (or output='arrow' for {{split: pyarrow.Table}})") from None
     return datasets.DatasetDict({hf_split(s): datasets.Dataset(t) for s, t in tables.items()})

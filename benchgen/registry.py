@@ -30,7 +30,7 @@ DISTRIBUTION = "benchgen"
 EXTRAS: dict[str, str] = {
     "torch": "models", "safetensors": "models", "triton": "kernels", "transformers": "hf",
     "tokenizers": "hf", "accelerate": "hf", "lm_eval": "lmeval", "datasets": "datasets",
-    "huggingface_hub": "hub",
+    "huggingface_hub": "hub", "reasoning_gym": "bench",
 }
 
 
@@ -76,12 +76,16 @@ def task_names() -> list[str]:
 
 
 def missing_extra(exc: ModuleNotFoundError, what: str) -> BenchgenError:
-    """One-line error naming the ``benchgen[extra]`` that installs the module ``exc`` lacks."""
+    """One-line error naming the command that installs the ``benchgen[extra]`` the module ``exc`` lacks
+    (as benchgen was installed: a checkout gets ``pip install -e 'CHECKOUT[extra]'``; see
+    :func:`benchgen.install.install_hint`)."""
+    from benchgen.install import install_hint
+
     top = (exc.name or "").split(".")[0]
     extra = EXTRAS.get(top)
     if extra is None:
         return BenchgenError(f"{what}: cannot import {exc.name!r} ({exc})")
-    return BenchgenError(f"{what} needs {top}, which is not installed: pip install 'benchgen[{extra}]'")
+    return BenchgenError(f"{what} needs {top}, which is not installed: {install_hint(extra)}")
 
 
 def load_target(spec: str, what: str) -> Any:

@@ -40,6 +40,40 @@ class Writer(Protocol):
     def write_extra(self, name: str, table: pa.Table) -> None: ...
 
 
+class Procedural(Protocol):
+    """What a task supplies for procedural generation (``benchgen.procedural``; the mechanism is
+    ``benchgen.pipeline.procedural``): the same samplers as its files, one depth at a time.
+
+    ``knob`` names the difficulty (``"hops"``, ``"operands"``); ``depths`` are the training depths (the
+    default), ``levels`` every depth the config covers (a curriculum's range). ``cells(depth)`` are the
+    train-distribution cells at that depth (never a cell the files hold out, e.g. test_systematic's);
+    ``draw(rng, cell, m)`` gives ``m`` independent uniform rows with ``"key"``, an integer matrix whose
+    row identifies the query; ``table(rows, cell, split)`` renders them (``depth``, ``prompt``,
+    ``answer`` and the task's extra columns). ``shared(cell)``: the cell's queries all belong to train
+    (khop's atomic facts), so no held-out split exists there.
+    """
+
+    knob: str
+
+    def depths(self) -> tuple[int, ...]:
+        """The training depths (the default difficulty)."""
+
+    def levels(self) -> tuple[int, ...]:
+        """Every depth the config covers (a curriculum's ladder)."""
+
+    def cells(self, depth: int) -> list:
+        """The train-distribution cells at ``depth``."""
+
+    def draw(self, rng, cell, m: int) -> dict:
+        """``m`` independent uniform rows of ``cell`` (``"key"``: the query's integer key)."""
+
+    def table(self, rows: dict, cell, split: str) -> pa.Table:
+        """The rows rendered as the task's columns."""
+
+    def shared(self, cell) -> bool:
+        """Whether every query of ``cell`` belongs to train (no held-out part)."""
+
+
 @dataclass(frozen=True)
 class Task:
     """One task: its name, config class and presets, and the functions the pipeline calls.
@@ -51,6 +85,7 @@ class Task:
     - ``baselines()`` lists the task's own non-reasoning baselines (the common ones are added
       by ``benchgen.tasks.baselines.for_task``).
     - ``about`` is the dataset card's prose; ``citations`` its BibTeX entries.
+    - ``procedural(cfg)`` (optional) returns the task's :class:`Procedural` samplers for ``cfg``.
     """
 
     name: str
@@ -67,6 +102,7 @@ class Task:
     citations: tuple[str, ...] = field(default=())
     parallel: bool = False
     audit_sample: bool = False
+    procedural: Callable[[Any], Procedural] | None = None
 
 
 def deferred(target: str) -> Callable[..., Any]:

@@ -4,7 +4,7 @@ Export writes, into TASKDIR, one ``generate_until`` task per (split, depth), a g
 one group ``benchgen_<name>`` over all of them, ``benchgen_docs.py`` (loads the shards by paths
 relative to TASKDIR and keeps one depth) and a README.md with the exact commands::
 
-    pip install 'benchgen[lmeval]'
+    pip install -e 'CHECKOUT[lmeval]'   (benchgen.install.pip_install: as benchgen was installed)
     lm_eval --model hf --model_args pretrained=PATH --include_path TASKDIR \\
         --tasks benchgen_<name> --log_samples --output_path OUT
     benchgen evaluate DATASET --lm-eval-samples OUT --out eval/NAME
@@ -36,6 +36,7 @@ import yaml
 
 from benchgen.dataset import Dataset
 from benchgen.errors import BenchgenError
+from benchgen.install import CPU_TORCH_INDEX, pip_install
 
 DOCS_MODULE = "benchgen_docs"
 # Leading/trailing whitespace never decides exact match (the same rule benchgen applies).
@@ -145,10 +146,12 @@ def _readme(dataset: Dataset, prefix: str, out: Path, hub_dataset: str | None, n
         f"a group per split, and the group `{prefix}` over all of them. Exact match after stripping "
         f"surrounding whitespace, greedy decoding until a newline; {num_fewshot}-shot by default "
         "(few-shot examples come from `train`, the same for the same `--seed` fewshot value).", "",
-        "```bash", "pip install 'benchgen[lmeval]'",
+        "```bash", f"{pip_install('lmeval')}    # as benchgen was installed where this was exported",
         f"lm_eval --model hf --model_args pretrained=PATH/TO/MODEL --include_path {out.name} \\",
         f"    --tasks {prefix} --log_samples --output_path lm-out",
         f"benchgen evaluate {data_arg} --lm-eval-samples lm-out --out eval/MODEL --html", "```", "",
+        f"On a machine without a GPU, install CPU-only torch first (`pip install torch --index-url "
+        f"{CPU_TORCH_INDEX}`), else pip resolves the multi-GB CUDA build. "
         "Run from the directory that holds this folder (or give `--include_path` its full path). "
         "Add `--num_fewshot N` for N-shot prompts and `--device cuda:0` on a GPU.", ""])
 

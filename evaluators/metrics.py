@@ -83,6 +83,16 @@ def _interval(value, samples: np.ndarray) -> dict:
     return {"value": _num(value), "ci_low": _num(lo), "ci_high": _num(hi)}
 
 
+def _never_degenerate(entry: dict, lo: float, hi: float) -> dict:
+    """A bootstrap interval of zero width (every cell at accuracy 0 or 1: the parametric resamples never
+    vary) claims certainty from a finite sample; use the Wilson interval of the pooled counts instead
+    (for a difference, the difference of the two Wilson intervals), and say so."""
+    if entry["ci_low"] is None or entry["ci_low"] != entry["ci_high"] or not np.isfinite([lo, hi]).all():
+        return entry
+    return {**entry, "ci_low": _num(min(lo, entry["value"])), "ci_high": _num(max(hi, entry["value"])),
+            "ci_method": "wilson (the bootstrap was degenerate)"}
+
+
 def has_loops(cells: pd.DataFrame) -> bool:
     return bool(cells["loops"].notna().any())
 
@@ -207,6 +217,9 @@ def _extrapolation_summary(sel: pd.DataFrame, settings: MetricSettings, bootstra
     curve_c = (c @ M_curve).astype(np.int64)
     lo, hi = wilson(curve_c, curve_n)
     ext_set = set(ext_depths.tolist())
+    (e_lo, e_hi), (i_lo, i_hi) = (wilson(np.array([c[m].sum()]), np.array([n[m].sum()])) for m in (is_ext, is_id))
+    mean_interval = _never_degenerate(_interval(mean_ext[0], mean_ext[1:]), e_lo[0], e_hi[0])
+    id_interval = _never_degenerate(_interval(id_acc[0] if id_n else None, id_acc[1:]), i_lo[0], i_hi[0])
     curve = [{"depth": int(d), "n": int(nn), "correct": int(cc), "accuracy": _num(cc / nn),
               "ci_low": _num(a), "ci_high": _num(b), "extrapolated": int(d) in ext_set}
              for d, nn, cc, a, b in zip(curve_depths, curve_n, curve_c, lo, hi)]
@@ -214,10 +227,10 @@ def _extrapolation_summary(sel: pd.DataFrame, settings: MetricSettings, bootstra
         "id_depths": sorted(set(depth[is_id].tolist())),
         "extrapolated_depths": ext_depths.tolist(),
         "curve": curve,
-        "mean_extrapolation_accuracy": _interval(mean_ext[0], mean_ext[1:]),
+        "mean_extrapolation_accuracy": mean_interval,
         "depth_horizon": horizon,
-        "id_accuracy": _interval(id_acc[0] if id_n else None, id_acc[1:]),
-        "gap": _interval(gap[0] if id_n else None, gap[1:]),
+        "id_accuracy": id_interval,
+        "gap": _never_degenerate(_interval(gap[0] if id_n else None, gap[1:]), i_lo[0] - e_hi[0], i_hi[0] - e_lo[0]),
     }
 
 
@@ -314,6 +327,7 @@ def depth_reach(cells: pd.DataFrame, settings: MetricSettings) -> dict:
     lo_b, hi_b = wilson(np.nan_to_num(C[rows, best]).astype(np.int64), np.nan_to_num(N[rows, best]).astype(np.int64))
     ok_t, ok_b = acc_t >= settings.tau - EPS, acc_b >= settings.tau - EPS
     return {"available": True, **base, "trained_loops": int(T), "loop_sampling": settings.loop_sampling,
+            "loops_source": "trained" if settings.trained_loops is not None else "largest swept (training T unknown)",
             "depth_learned": None if learned < 0 else int(depths[learned]),
             "depth_reached": None if reached < 0 else int(depths[reached]),
             "deepest_at_trained_loops": int(depths[ok_t].max()) if ok_t.any() else None,

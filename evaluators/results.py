@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchgen.atomic import restore_interrupted
 from benchgen.errors import BenchgenError
 from benchgen.evaluators.scoring.score import CELL_COLUMNS
 from benchgen.version import __version__
@@ -177,6 +178,10 @@ class Results:
             data = source
         else:
             path = Path(source)
+            if not path.exists():  # a results directory whose replacement was killed inside the swap
+                note = restore_interrupted(path.parent if path.name == RESULTS else path)
+                if note:
+                    raise BenchgenError(f"{path}: does not exist; {note}")
             if path.is_dir():
                 path = path / RESULTS
             where = str(path)

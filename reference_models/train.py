@@ -356,9 +356,35 @@ def check_sizes(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
 def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = None,
           train_cfg: TrainConfig | None = None, *, resume: bool = False, overwrite: bool = False,
           steps: int | None = None, progress: bool = True, preset: str | None = None) -> Path:
-    """Train (or ``resume``) a run in ``out``; returns the run directory."""
-    return Trainer(data, out, model_cfg, train_cfg, resume=resume, overwrite=overwrite, steps=steps,
-                   preset=preset).fit(progress)
+    """Train (or ``resume``) a run in ``out``; returns the run directory.
+
+    Interrupted (SIGINT, or SIGTERM turned into :class:`benchgen.atomic.Terminated`), a run this call
+    created and never checkpointed is removed, so what is left is either nothing or a run that
+    ``--resume`` continues from its last checkpoint (:func:`interrupted_state` says which).
+    """
+    trainer = Trainer.__new__(Trainer)  # exists even when __init__ is interrupted, for the cleanup below
+    try:
+        trainer.__init__(data, out, model_cfg, train_cfg, resume=resume, overwrite=overwrite, steps=steps,
+                         preset=preset)
+        return trainer.fit(progress)
+    except KeyboardInterrupt:
+        if getattr(trainer, "created", False) and getattr(trainer, "rank", 0) == 0 \
+                and not (Path(out) / ckpt.CONFIG).exists():
+            from benchgen.atomic import remove_tree
+
+            remove_tree(Path(out))
+        raise
+
+
+def interrupted_state(out: str | Path, data: str | Path) -> str:
+    """What an interrupted ``train`` left at ``out``: a resumable run (and the command), or nothing new."""
+    out = Path(out)
+    config = out / ckpt.CONFIG
+    if config.exists():
+        step = json.loads(config.read_text()).get("step")
+        return (f"{out} resumes from its checkpoint at step {step}: benchgen train --data {data} --out {out} "
+                "--resume")
+    return f"nothing was left at {out}" if not out.exists() else f"{out} was left as it was"
 
 
 class Trainer:
@@ -447,6 +473,7 @@ class Trainer:
             # leaves either the old run or this empty new one, never a mix of both
             with atomic_dir(out, overwrite, kind="run") as tmp:
                 (tmp / METRICS).write_text("")
+            self.created = True  # an interrupt before the first checkpoint removes it (train())
         past = [json.loads(x) for x in (out / METRICS).read_text().splitlines() if x.strip()] if self.resume else []
         self.cur = cur = Curriculum(cfg, self.train_data.depth, self.held_out, cfg.curriculum_start)
         cur.hop = curriculum_hop(past, cur.hop, cur.max_hop)
@@ -547,6 +574,7 @@ class Trainer:
 
             self.bar = tqdm(total=cfg.steps, initial=self.start, desc="train", dynamic_ncols=True)
         self.model.train()
+        log = ProgressLog(cfg.steps, self.start) if self.rank == 0 and self.bar is None else None
         t_last, tokens_since, loss_acc, n_acc = time.perf_counter(), 0, 0.0, 0
         for step in range(self.start + 1, cfg.steps + 1):
             logged, T, tokens, lr = self.step(step)
@@ -560,9 +588,13 @@ class Trainer:
                              "tokens_per_s": round(tps, 1)})
                 if self.bar is not None:
                     self.bar.set_postfix(loss=f"{loss_acc / n_acc:.4f}", tok_s=f"{tps:,.0f}", T=T)
+                if log is not None:
+                    log.loss, log.tokens_per_s = loss_acc / n_acc, tps
                 t_last, tokens_since, loss_acc, n_acc = now, 0, 0.0, 0
             if self.bar is not None:
                 self.bar.update(1)
+            elif log is not None:
+                log.step(step, T, self.cur.hop if cfg.curriculum else None)
             self.scheduled(step)
         if self.bar is not None:
             self.bar.close()
@@ -584,3 +616,36 @@ class Trainer:
             self.stamp()
             ckpt.save(self.out, self.model, self.opt, step, self.model_cfg, self.train_cfg, self.meta,
                       self.ds.vocab)
+
+
+class ProgressLog:
+    """Plain progress lines on stderr when no bar is drawn (stderr not a terminal: a batch job's log):
+    one every ``EVERY`` of the steps and every ``SECONDS`` at most, and the last step, flushed."""
+
+    EVERY, SECONDS = 0.05, 60.0
+
+    def __init__(self, steps: int, start: int):
+        self.steps, self.start = steps, start
+        self.every = max(1, math.ceil(steps * self.EVERY))
+        self.t0 = self.t_last = time.perf_counter()
+        self.loss: float | None = None
+        self.tokens_per_s: float | None = None
+
+    def step(self, step: int, loops: int, hop: int | None) -> None:
+        """Print the line for ``step`` when one is due."""
+        now = time.perf_counter()
+        if step % self.every and step != self.steps and now - self.t_last < self.SECONDS:
+            return
+        self.t_last = now
+        done = step - self.start
+        eta = (now - self.t0) / done * (self.steps - step) if done else 0.0
+        parts = [f"train: step {step}/{self.steps} ({100 * step / max(self.steps, 1):.0f}%)",
+                 "loss " + ("–" if self.loss is None else f"{self.loss:.4f}"), f"T {loops}"]
+        if hop is not None:
+            parts.append(f"curriculum hop {hop}")
+        if self.tokens_per_s is not None:
+            parts.append(f"{self.tokens_per_s:,.0f} tok/s")
+        parts.append(f"ETA {int(eta // 60)}m{int(eta % 60):02d}s")
+        import sys
+
+        print("  ".join(parts), file=sys.stderr, flush=True)

@@ -234,11 +234,24 @@ def majority_code(ctx: Context) -> int:
 
 
 # --- the common baselines -----------------------------------------------------------------------
+CHANCE = ("1 / (distinct answers in the (split, depth) cell): the expected accuracy of a uniform "
+          "guess over the answers the cell actually uses")
+
+
 def chance(ctx: Context, rows: pa.Table) -> pa.Array:
-    """A uniform random guess over the distinct train answers (seeded by the dataset seed)."""
-    values, _ = train_answers(ctx)
+    """A uniform random guess over the distinct answers of the row's (split, depth) cell (seeded by the
+    dataset seed): the guesser whose expected accuracy is ``CHANCE``, 1 / (distinct answers in the cell),
+    the number the manifest, the summaries and the plots call chance."""
+    values, codes = sorted_codes(rows.column("answer").combine_chunks())
+    _, split = sorted_codes(rows.column("split").combine_chunks())
+    _, cell = np.unique(split * (1 << 32) + depths(rows), return_inverse=True)
+    pairs = np.unique(cell.astype(np.int64) * len(values) + codes)  # (cell, answer) pairs, grouped by cell
+    pair_cell = pairs // len(values)
+    start = np.searchsorted(pair_cell, np.arange(int(cell.max()) + 1 if len(cell) else 0))
+    count = np.bincount(pair_cell, minlength=len(start))
     rng = seeding.rng(int(ctx.ds.manifest.get("seed") or 0), "baseline", "chance")
-    return take_strings(values, rng.integers(0, len(values), size=rows.num_rows))
+    pick = start[cell] + (rng.random(len(cell)) * count[cell]).astype(np.int64)
+    return take_strings(values, pairs[np.minimum(pick, start[cell] + count[cell] - 1)] % len(values))
 
 
 def majority(ctx: Context, rows: pa.Table) -> pa.Array:
@@ -275,7 +288,8 @@ def train_lookup(ctx: Context, rows: pa.Table) -> pa.Array:
 
 
 COMMON = [
-    Baseline("chance", chance, "uniform random guess over the distinct train answers", cheap=False),
+    Baseline("chance", chance, "uniform random guess over the distinct answers of the (split, depth) cell: "
+             "expected accuracy 1 / (distinct answers), the manifest's chance", cheap=False),
     Baseline("majority", majority, "most frequent train answer"),
     Baseline("majority_per_depth", majority_per_depth, "most frequent train answer at the row's depth"),
     Baseline("train_lookup", train_lookup, "answer of the identical train prompt, else the majority answer"),

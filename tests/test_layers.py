@@ -2,7 +2,8 @@
 
 Layers, top to bottom (README: Layout)::
 
-    faces      benchgen/cli/ (click), benchgen/api.py, benchgen/__init__.py, benchgen/__main__.py
+    faces      benchgen/cli/ (click), benchgen/api.py, benchgen/reasoning_gym.py, benchgen/__init__.py,
+               benchgen/__main__.py
     pipeline   benchgen/pipeline/: generate, audit, validity, card, the baselines run
     tasks | evaluators | reference_models   (siblings: tasks/, evaluators/, reference_models/)
     core       every other module of benchgen/: dataset, memory, schema, vocab, atomic, seeding,
@@ -31,6 +32,7 @@ LAYER_OF = {
     "benchgen": "faces",  # the package root: version + the lazily loaded Python API
     "benchgen.__main__": "faces",
     "benchgen.api": "faces",
+    "benchgen.reasoning_gym": "faces",  # a face: registers the API's procedural datasets in reasoning-gym
     "benchgen.cli": "faces",
     "benchgen.pipeline": "pipeline",
     "benchgen.tasks": "tasks",

@@ -126,8 +126,8 @@ def test_ordering_values_and_baselines(board, tmp_path):
         else:
             assert float(by[m]["overthinking_drop"]) == pytest.approx(drop)
             assert drop > 0
-    # baselines: passed with --baseline, or a reference:... model spec
-    assert {m for m, r in by.items() if r["baseline"] == "1"} == {"perfect", "overthinker"}
+    # baselines: only those passed with --baseline; a reference:... model ("overthinker") is a model
+    assert {m for m, r in by.items() if r["baseline"] == "1"} == {"perfect"}
     assert by["perfect"]["depth_horizon"] == str(max(r["depth"] for r in rows))
     md = (tmp_path / "b.md").read_text()
     md_rows = [line for line in md.splitlines() if re.match(r"\| \d+ \|", line)]
@@ -138,7 +138,7 @@ def test_ordering_values_and_baselines(board, tmp_path):
     png = base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', html).group(1))
     assert png.startswith(b"\x89PNG")
     assert [m for m in re.findall(r'<td data-sort="[^"]*">([^<]+)</td>', html) if m.split(" (")[0] in MODELS][:4] \
-        == [m + (" (baseline)" if m in ("perfect", "overthinker") else "") for m in order]
+        == [m + (" (baseline)" if m == "perfect" else "") for m in order]
 
 
 def test_sort_keys(board, tmp_path):
@@ -177,8 +177,9 @@ def test_bad_inputs(board, tmp_path):
         leaderboard([tmp_path / "missing.json"], [tmp_path / "b.md"])
 
 
-def test_reference_model_run_is_a_baseline_row(board, tmp_path):
-    """A real reference-model run, evaluated through --model reference:RUN, lands as a baseline row."""
+def test_reference_model_run_is_a_model_row(board, tmp_path):
+    """A real reference-model run, evaluated through --model reference:RUN, is a model like any other (issue 22,
+    item 4): not labelled baseline, not shaded like the floors; floors are `benchgen baselines` rows."""
     ds, _, files, root = board
     run = CliRunner().invoke(main, ["train", "--data", str(ds.path), "--preset", "cpu-khop-looped", "--steps", "2",
                                     "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
@@ -189,8 +190,21 @@ def test_reference_model_run_is_a_baseline_row(board, tmp_path):
     assert ev.exit_code == 0, ev.output
     rows = leaderboard([files["half"], tmp_path / "ev"], [tmp_path / "b.csv"])
     ref = [r for r in rows if r.source == str(tmp_path / "ev")]
-    assert len(ref) == 1 and ref[0].baseline and ref[0].loops == 2 and ref[0].drop is not None
+    assert len(ref) == 1 and not ref[0].baseline and not ref[0].floor and ref[0].loops == 2
+    assert ref[0].drop is not None
     assert not [r for r in rows if r.model == "half"][0].baseline
+    from benchgen.pipeline.baselines import run_baselines
+
+    run_baselines(ds, tmp_path / "floors", only=["majority"], bootstrap=20)
+    res = CliRunner().invoke(main, ["leaderboard", str(files["half"]), str(tmp_path / "ev"), str(tmp_path / "floors"),
+                                    "--out", str(tmp_path / "b.html"), "--out", str(tmp_path / "b.md")])
+    assert res.exit_code == 0, res.output
+    name = ref[0].model
+    assert f"{name} (baseline)" not in res.output and "baseline:majority (floor)" in res.output
+    html = (tmp_path / "b.html").read_text()
+    classes = dict((m.split(" (")[0], c) for c, m in re.findall(r'<tr class="(\w+)"><td[^>]*>\d+</td><td[^>]*>([^<]+)<', html))
+    assert classes == {name: "model", "half": "model", "baseline:majority": "floor"}, classes
+    assert "| baseline:majority (floor) |" in (tmp_path / "b.md").read_text()
 
 
 # --- coverage, primary loops, floor rows (issue #15) -------------------------------------------------

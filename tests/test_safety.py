@@ -133,9 +133,14 @@ def test_report_and_leaderboard_never_replace_user_files(results_dir, tmp_path):
     code, _, err, exc = cli("leaderboard", results_dir, "--out", notes)
     assert_one_line(code, err, exc, match="not a benchgen leaderboard")
     assert notes.read_text() == "my notes"
-    board = tmp_path / "board.md"  # a board benchgen wrote is replaced
+    board = tmp_path / "board.md"  # a board benchgen wrote is replaced with --overwrite, as every --out
     assert cli("leaderboard", results_dir, "--out", board)[0] == 0
-    assert cli("leaderboard", results_dir, "--out", board)[0] == 0 and hidden(tmp_path) == []
+    code, _, err, exc = cli("leaderboard", results_dir, "--out", board)
+    assert_one_line(code, err, exc, match="already exists (pass --overwrite to replace it)")
+    assert cli("leaderboard", results_dir, "--out", board, "--overwrite")[0] == 0 and hidden(tmp_path) == []
+    code, _, err, exc = cli("leaderboard", results_dir, "--out", notes, "--overwrite")  # never a user's file
+    assert_one_line(code, err, exc, match="not a benchgen leaderboard")
+    assert notes.read_text() == "my notes"
 
 
 def test_evaluate_out_on_the_dataset_is_refused(ds, preds):
@@ -330,11 +335,10 @@ def test_train_overwrite_killed_leaves_old_or_fresh_run(ds, tmp_path, monkeypatc
         tr.train(ds, run, *_tiny_cfgs(), overwrite=True, progress=False)
     assert (run / "config.json").read_text() == "{}" and hidden(tmp_path) == []
     monkeypatch.undo()
-    monkeypatch.setattr(tr, "LossModel", killed)  # killed after: a fresh, empty run, never a mix
+    monkeypatch.setattr(tr, "LossModel", killed)  # killed after, before any checkpoint: nothing left (issue 22)
     with pytest.raises(KeyboardInterrupt):
         tr.train(ds, run, *_tiny_cfgs(), overwrite=True, progress=False)
-    assert sorted(os.listdir(run)) == [atomic.MARKER, "metrics.jsonl"]
-    assert (run / "metrics.jsonl").read_text() == "" and hidden(tmp_path) == []
+    assert not run.exists() and hidden(tmp_path) == []
 
 
 def _tiny_cfgs():

@@ -31,6 +31,12 @@ def fail(message: str) -> None:
 def os_error_line(e: OSError) -> str | None:
     """One line for a filesystem error (None for OS errors that are not about files)."""
     name = _errno.errorcode.get(e.errno or 0)
+    if name is None and e.errno is None:
+        short = re.search(r"(\d+) requested and (\d+) written", str(e))  # numpy tofile / pyarrow on a full disk
+        if short:
+            return f"write failed: only {int(short[2]):,} of {int(short[1]):,} bytes written (disk full?)"
+        if "No space left on device" in str(e):
+            return f"{str(e).splitlines()[0]} (disk full)"
     if name not in _FS_ERRNOS:
         return None
     where = e.filename if e.filename is not None else ""
@@ -48,6 +54,35 @@ def hint(*commands: str) -> None:
     click.echo("next:", err=True)
     for c in commands:
         click.echo(f"  {c}", err=True)
+
+
+def unused(path: str) -> str:
+    """``path``, or ``path-2``, ``path-3``... when it exists: a hint never points at someone's output."""
+    import os
+
+    if not os.path.lexists(path):
+        return path
+    stem, dot, ext = path.rpartition(".") if "." in path.rsplit("/", 1)[-1] else (path, "", "")
+    n = 2
+    while os.path.lexists(f"{stem}-{n}{dot}{ext}"):
+        n += 1
+    return f"{stem}-{n}{dot}{ext}"
+
+
+def quoted(path) -> str:
+    """A path as a shell word (quoted only when it needs to be)."""
+    import shlex
+
+    return shlex.quote(str(path))
+
+
+def leaderboard_hint(results: list[str], board: str = "board.html") -> str:
+    """The leaderboard command for exactly these results (a glob would mix in other datasets' results);
+    --overwrite when the board already exists (it is re-rendered, as the user expects)."""
+    import os
+
+    over = " --overwrite" if os.path.lexists(board) else ""
+    return f"benchgen leaderboard {' '.join(quoted(r) for r in results)} --out {board}{over}"
 
 
 def echo_json(data) -> None:

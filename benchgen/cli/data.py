@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import click
 
-from benchgen.cli.common import PROGRESS_HELP, echo_json, fail, hint, progress
+from benchgen.cli.common import PROGRESS_HELP, echo_json, fail, hint, progress, quoted, unused
+
+# the CPU reference-model preset to suggest after generating a task's dataset (README: Reference models)
+TRAIN_PRESETS = {"khop": "cpu-khop-looped", "addition": "cpu-addition-looped"}
 
 
 @click.command("tasks")
@@ -90,9 +94,11 @@ def _generate(task, preset, out, overwrite, show_progress, config_file, sets, wo
     with pandas_hidden():  # this process only generates: pyarrow need not import pandas
         path = generate(task, cfg, out, overwrite=overwrite, progress=progress(show_progress), workers=workers)
     print_info(path)
-    hint(f"benchgen audit {out}", f"benchgen export lm-eval {out} --out {out}-lm-eval",
-         f"benchgen train --data {out} --list-presets",
-         f"python -c \"import benchgen; print(benchgen.load('{out}', output='datasets'))\"")
+    preset = TRAIN_PRESETS.get(task.name)
+    train = (f"benchgen train --data {quoted(out)} --preset {preset} --out "
+             f"{unused(f'runs/{Path(str(out)).name}-looped')}" if preset else "benchgen train --list-presets")
+    hint(f"benchgen audit {quoted(out)}", f"benchgen export lm-eval {quoted(out)} --out {unused(f'{out}-lm-eval')}",
+         train, f"python -c \"import benchgen; print(benchgen.load('{out}', output='arrow'))\"")
 
 
 def task_command(name: str) -> click.Command:

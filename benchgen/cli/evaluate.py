@@ -17,10 +17,13 @@ from benchgen.cli.common import (
     check_device,
     check_numbers,
     fail,
+    hint,
+    leaderboard_hint,
     loops,
     metadata,
     options,
     progress,
+    quoted,
     rendering,
     spec_name,
     split_list,
@@ -116,14 +119,22 @@ def _quiet_hf() -> None:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
-def _print_results(results, outdir) -> None:
-    """The summary lines, then what was written (plots/ only when made)."""
+def _print_results(results, outdir, dataset_dir: str) -> None:
+    """The summary lines, what was written (plots/ only when made), and what to run next."""
     from benchgen.evaluators.report.render import summary_lines
 
     for line in summary_lines(results):
         click.echo(line)
     made = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(outdir).iterdir() if not p.name.startswith("."))
     click.echo(f"wrote {outdir}: {', '.join(made)}")
+    floors = Path("floors") / Path(dataset_dir.rstrip("/")).name
+    results = f"{outdir}/results.json"
+    if any(floors.glob("*/results.json")):  # floor rows already measured for this dataset
+        hint(leaderboard_hint([results, str(floors)]))
+    elif not floors.exists():
+        hint(f"benchgen baselines {quoted(dataset_dir)} --out {floors}", leaderboard_hint([results, str(floors)]))
+    else:  # something else lives there: leave the floors out
+        hint(leaderboard_hint([results]))
 
 
 def _check_sources(o: dict) -> None:
@@ -182,7 +193,7 @@ def evaluate_cmd(dataset_dir: str, **o) -> None:
                            allow_missing=o["allow_missing"], normalization=norm, settings=settings,
                            model_name=o["model_name"], model_metadata=meta)
         write_outputs(results, out, html=o["html"], plots=not o["no_plots"], overwrite=o["overwrite"])
-        _print_results(results, out)
+        _print_results(results, out, dataset_dir)
         return
     ds, preds, scored, run_meta = _predict(dataset_dir, o)
     found_name = run_meta.pop("model_name", None)  # lm-eval: from its results_*.json
@@ -191,7 +202,7 @@ def evaluate_cmd(dataset_dir: str, **o) -> None:
                        normalization=norm, settings=settings, model_name=name, model_metadata={**run_meta, **meta})
     write_outputs(results, out, html=o["html"], plots=not o["no_plots"], overwrite=o["overwrite"], predictions=preds)
     click.echo(f"wrote {Path(out) / 'predictions.parquet'} (re-score with --predictions)")
-    _print_results(results, out)
+    _print_results(results, out, dataset_dir)
 
 
 @click.command("report")

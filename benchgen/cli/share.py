@@ -95,13 +95,15 @@ def baselines_cmd(dataset_dir, out, only, splits, plots, bootstrap, overwrite, a
 @click.option("--out", "outs", multiple=True, required=True, metavar="FILE",
               help="board file; format by extension: .md, .html (sortable table + depth plot) or .csv (repeatable)")
 @click.option("--baseline", "baselines", multiple=True, metavar="RESULTS_JSON",
-              help="results to show as baseline rows (e.g. reference models; repeatable)")
+              help="results to label as baseline rows, e.g. a published model to compare against (repeatable); "
+                   "floor rows come from a `benchgen baselines` directory given as RESULTS")
 @click.option("--sort", type=click.Choice(["mean", "id", "systematic", "depth", "horizon", "drop"]),
               default="mean", show_default=True,
               help="rank by: mean of ID/systematic/extrapolation accuracy, one of them, horizon, or smallest drop")
 @click.option("--allow-partial", is_flag=True,
               help="show results that left test examples or loop counts unscored (marked partial) instead of refusing")
-def leaderboard_cmd(results, outs, baselines, sort, allow_partial) -> None:
+@click.option("--overwrite", is_flag=True, help="replace existing board files (only boards benchgen wrote)")
+def leaderboard_cmd(results, outs, baselines, sort, allow_partial, overwrite) -> None:
     """Rank models evaluated on one dataset (refuses results whose dataset fingerprints differ).
 
     RESULTS are results.json files, the directories holding them, or a `benchgen baselines`
@@ -118,7 +120,7 @@ def leaderboard_cmd(results, outs, baselines, sort, allow_partial) -> None:
 
     with rendering(", ".join([*results, *baselines][:3])):
         rows = leaderboard(list(results), list(outs), baselines=list(baselines), sort=sort,
-                           allow_partial=allow_partial)
+                           allow_partial=allow_partial, overwrite=overwrite)
     for r in rows:
         tag = " (floor)" if r.floor else " (baseline)" if r.baseline else ""
         click.echo(f"{r.rank:>3}. {r.model}{tag}{' (partial)' if r.partial else ''}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from benchgen.cli.common import (
@@ -12,7 +14,9 @@ from benchgen.cli.common import (
     fail,
     hint,
     progress,
+    quoted,
     spec_name,
+    unused,
 )
 
 
@@ -77,8 +81,17 @@ def train_cmd(data, preset, config_file, overrides, out, steps, seed, device, th
         model_cfg, train_cfg = resolve(preset, config_file, [*overrides, *extra])
     elif preset or config_file or overrides or extra:
         fail("--resume continues with the run's saved config: drop --preset/--config/--set/--seed/--device/--threads")
-    run = train(data, out, model_cfg, train_cfg, resume=resume, overwrite=overwrite, steps=steps,
-                progress=progress(show_progress), preset=preset)
+    try:
+        run = train(data, out, model_cfg, train_cfg, resume=resume, overwrite=overwrite, steps=steps,
+                    progress=progress(show_progress), preset=preset)
+    except KeyboardInterrupt as e:  # SIGINT, or SIGTERM (benchgen.atomic.Terminated): say what was left
+        from benchgen.atomic import Terminated
+        from benchgen.reference_models.train import interrupted_state
+
+        signal_name, code = ("SIGTERM", 143) if isinstance(e, Terminated) else ("SIGINT", 130)
+        click.echo(f"error: stopped by {signal_name}; {interrupted_state(out, data)}", err=True)
+        sys.exit(code)
     click.echo(f"run saved to {run}")
-    hint(f"benchgen evaluate {data} --model reference:{run} --loops 1-16 --out eval/{spec_name(str(run))} --html",
-          "benchgen leaderboard eval/*/results.json --out board.html")
+    out_dir = unused(f"eval/{spec_name(f'reference:{run}')}")
+    # evaluate prints the next step (floors, then the leaderboard of exactly its results)
+    hint(f"benchgen evaluate {quoted(data)} --model reference:{quoted(run)} --loops 1-16 --out {out_dir} --html")

@@ -19,12 +19,10 @@ import pyarrow.compute as pc
 
 from benchgen.stats import wilson
 from benchgen.task import Task
-from benchgen.tasks.baselines import LOOKUP, Context, for_task, sorted_codes
+from benchgen.tasks.baselines import CHANCE, LOOKUP, Context, for_task, sorted_codes
 
 HELD_OUT = ("test_systematic", "test_depth", "test_interp")
 MARGIN = 0.05
-CHANCE = ("1 / (distinct answers in the (split, depth) cell): the expected accuracy of a uniform "
-          "guess over the answers the cell actually uses")
 RULE = (f"fails when a baseline other than train_lookup beats chance by more than max({MARGIN}, its "
         f"Wilson 95% half-width) on {', '.join(HELD_OUT)}, or train_lookup does on any test split")
 

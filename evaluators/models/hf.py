@@ -35,8 +35,10 @@ class HFAdapter:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError:
-            raise BenchgenError("--model hf:...: the transformers package is not installed "
-                                "(pip install 'benchgen[hf]')") from None
+            from benchgen.install import install_hint
+
+            raise BenchgenError(f"--model hf:...: the transformers package is not installed "
+                                f"({install_hint('hf')})") from None
         self.torch = torch
         self.name = f"hf:{path.name}"
         try:

@@ -31,28 +31,63 @@ from benchgen.evaluators.models import loop_counts, predictions_table
 from benchgen.vocab import Vocab
 
 
+def _user_error(e: BaseException) -> str:
+    """``TypeName: message`` of an exception raised by user code; ``sys.exit(N)`` says so."""
+    if isinstance(e, SystemExit):
+        return f"called sys.exit({e.code!r})"
+    return f"{type(e).__name__}: {e}"
+
+
+def _import_file(arg: str, path: Path):
+    """Import ``python:FILE.py:NAME``'s file as a module of its own."""
+    if not path.is_file():
+        raise BenchgenError(f"--model python:{arg}: file {path} does not exist")
+    mod_name = f"_benchgen_user_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - user code: report, do not crash or exit
+        sys.modules.pop(mod_name, None)
+        raise BenchgenError(f"--model python:{arg}: importing {path} failed ({_user_error(e)})") from None
+    return mod
+
+
+def _import_module(arg: str, module: str):
+    """Import ``python:MODULE:NAME``'s module, resolved from the working directory first (as ``python -m``
+    does; the ``benchgen`` script's own sys.path starts at its bin/ folder, not the working directory)."""
+    cwd = str(Path.cwd())
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        importlib.invalidate_caches()  # a module file written a moment ago is found
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and module.split(".")[0] == e.name.split(".")[0]:
+            first = module.split(".")[0]
+            raise BenchgenError(
+                f"--model python:{arg}: no module named {first!r} in the working directory ({cwd}) or on "
+                f"sys.path; run from the folder holding {first}.py, give its file "
+                f"(python:path/to/{module.replace('.', '/')}.py:{arg.rpartition(':')[2]}), or set "
+                "PYTHONPATH to its folder") from None
+        raise BenchgenError(f"--model python:{arg}: importing {module!r} failed ({_user_error(e)})") from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - user code at import: one line, never an exit
+        raise BenchgenError(f"--model python:{arg}: importing {module!r} failed ({_user_error(e)})") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
 def _import_target(arg: str):
     module, sep, attr = arg.rpartition(":")
     if not sep or not module or not attr:
         raise BenchgenError(f"--model python:{arg}: expected python:MODULE:NAME or python:FILE.py:NAME")
     if module.endswith(".py"):
-        path = Path(module).expanduser()
-        if not path.is_file():
-            raise BenchgenError(f"--model python:{arg}: file {path} does not exist")
-        mod_name = f"_benchgen_user_{abs(hash(str(path.resolve())))}"
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = mod
-        try:
-            spec.loader.exec_module(mod)
-        except Exception as e:  # noqa: BLE001 - user code: report, do not crash with a traceback
-            sys.modules.pop(mod_name, None)
-            raise BenchgenError(f"--model python:{arg}: importing {path} failed ({type(e).__name__}: {e})") from None
+        mod = _import_file(arg, Path(module).expanduser())
     else:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as e:
-            raise BenchgenError(f"--model python:{arg}: cannot import module {module!r} ({e})") from None
+        mod = _import_module(arg, module)
     if not hasattr(mod, attr):
         raise BenchgenError(f"--model python:{arg}: module {module!r} has no attribute {attr!r}")
     return getattr(mod, attr)
@@ -66,6 +101,13 @@ class CallableAdapter:
         self.name = name
         self.vocab = vocab
         self.supports_loops = bool(getattr(fn, "supports_loops", False))
+
+    def _floats(self, out: pa.Table, col: str) -> pa.Array:
+        """A returned ``margin``/``entropy``/``kl_prev`` column as float64 (one line when it is not numeric)."""
+        values = out.column(col).combine_chunks()
+        if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type) or pa.types.is_null(values.type)):
+            raise BenchgenError(f"model {self.name}: returned a {col!r} column of {values.type}; expected numbers")
+        return values.cast(pa.float64())
 
     def _texts(self, out, examples: pa.Table) -> tuple[pa.Array, dict]:
         n = examples.num_rows
@@ -89,7 +131,7 @@ class CallableAdapter:
                 out = out.take(idx)
             for col in ("margin", "entropy", "kl_prev"):
                 if col in out.column_names:
-                    extra[col] = out.column(col).combine_chunks().cast(pa.float64())
+                    extra[col] = self._floats(out, col)
             preds = out.column("prediction").combine_chunks()
         else:
             if isinstance(out, (str, bytes)) or not isinstance(out, Sequence) and not hasattr(out, "__len__"):
@@ -127,8 +169,9 @@ class CallableAdapter:
                 out = self.fn(examples, t)
             except BenchgenError:
                 raise
-            except Exception as e:  # noqa: BLE001 - user code: report one clear line
-                raise BenchgenError(f"model {self.name}: raised {type(e).__name__}: {e}") from None
+            except (Exception, SystemExit) as e:  # noqa: BLE001 - user code: report one clear line, never exit
+                what = _user_error(e) if isinstance(e, SystemExit) else f"raised {_user_error(e)}"
+                raise BenchgenError(f"model {self.name}: {what} during predict") from None
             preds, extra = self._texts(out, examples)
             texts.append(preds)
             extras.append(extra)
@@ -146,8 +189,9 @@ def load(arg: str, *, vocab: Vocab | None = None):
     if inspect.isclass(target):
         try:
             target = target()
-        except Exception as e:  # noqa: BLE001
-            raise BenchgenError(f"--model python:{arg}: constructing {target.__name__}() failed ({e})") from None
+        except (Exception, SystemExit) as e:  # noqa: BLE001
+            raise BenchgenError(f"--model python:{arg}: constructing {target.__name__}() failed "
+                                f"({_user_error(e)})") from None
     if hasattr(target, "predict") and hasattr(target, "supports_loops"):
         if not getattr(target, "name", None):
             target.name = name

@@ -12,6 +12,7 @@ answer's length away); the ids are rendered with the dataset vocabulary. With
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,6 +32,37 @@ def _padded(col: pa.ChunkedArray | pa.Array, width: int, pad: int) -> tuple[np.n
     mask = np.arange(width)[None, :] < lengths[:, None]
     out[mask] = flat
     return out, lengths
+
+
+_FRAME = re.compile(r'\s*File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def failure_cause(e: BaseException) -> str:
+    """One line for a model failure. TorchScript's own message starts "The following operation failed in
+    the TorchScript interpreter." and hides the cause in a traceback: give its last line (the error) and
+    the failing operation as the traceback marks it (``~~~ <--- HERE``), innermost first, with the user's
+    own line that called it."""
+    text = str(e)
+    lines = text.splitlines()
+    if "TorchScript interpreter" not in text or len(lines) < 2:
+        return f"{type(e).__name__}: {lines[0] if lines else ''}"
+    error = next(x.strip() for x in reversed(lines) if x.strip())
+    start = next((i for i, x in enumerate(lines) if x.startswith("Traceback of TorchScript, original code")), 0)
+    frames, where = [], None
+    for prev, line in zip(lines[start:], lines[start + 1:]):
+        m = _FRAME.match(prev)
+        if m:
+            where = f"{m['file']}:{m['line']}"
+        if "<--- HERE" in line and where is not None:
+            lo, hi = line.find("~"), line.rfind("~") + 1
+            frames.append((where, prev.strip(), prev[lo:hi].strip() if 0 <= lo < hi else prev.strip()))
+    if not frames:
+        return error
+    where, code, op = frames[-1]
+    out = f"{error}; failing operation `{op}` in `{code}` at {where}"
+    if len(frames) > 1:
+        out += f", called from `{frames[0][1]}` at {frames[0][0]}"
+    return out
 
 
 class TorchScriptAdapter:
@@ -62,7 +94,7 @@ class TorchScriptAdapter:
             out = self.model(ids, **kwargs)
         except Exception as e:  # noqa: BLE001 - any model failure becomes one clear line
             raise BenchgenError(f"model {self.name}: forward failed on input of shape "
-                                f"{tuple(ids.shape)} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+                                f"{tuple(ids.shape)} ({failure_cause(e)})") from None
         if isinstance(out, (tuple, list)) and out:
             out = out[0]
         if not isinstance(out, torch.Tensor) or out.dim() != 3 or tuple(out.shape[:2]) != tuple(ids.shape):

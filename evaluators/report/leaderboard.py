@@ -4,9 +4,10 @@ Results computed on different datasets are refused (their fingerprints differ), 
 is comparable. Columns: ID, systematic and depth-extrapolation accuracy (95% intervals), depth
 horizon (bootstrap interval) and overthinking drop; the HTML page is one static file with a
 sortable table and every model's accuracy-by-depth curve on one embedded plot, with chance and
-the best shortcut baseline per depth as reference lines. Reference-model results (model spec
-``reference:...``, ``model.baseline: true`` or passed as baselines) are marked as baseline rows;
-non-reasoning baselines from ``benchgen baselines`` (``model.floor: true``) as floor rows.
+the best shortcut baseline per depth as reference lines. Non-reasoning baselines from ``benchgen
+baselines`` (``model.floor: true``) are floor rows (shaded); results passed with ``--baseline`` (or
+marked ``model.baseline: true``) are labelled baseline rows; every other result, a trained
+``reference:`` model included, is a model row.
 
 Every row shows its coverage (scored / total examples per test split); a results file that left
 examples or loop counts unscored is refused unless ``allow_partial``, and then marked partial.
@@ -134,13 +135,13 @@ def _row(results, source: str, baseline: bool, totals: dict[str, int] | None = N
         drops = [d["drop"] for split, v in over.get("per_split", {}).items() if split.startswith("test")
                  for d in v.get("depths", []) if d.get("drop") is not None]
         drop = float(np.mean(drops)) if drops else None
-    spec = str(results.model.get("spec", results.model.get("adapter", "")))
     cov, partial = coverage_of(results, totals or {})
+    floor = bool(results.model.get("floor"))
     return Row(model=results.model_name, source=source,
-               baseline=baseline or bool(results.model.get("baseline")) or spec.startswith("reference:"),
+               baseline=not floor and (baseline or bool(results.model.get("baseline"))),
                loops=T, id=_acc(per.get(id_split)),
                systematic=_acc(per.get("test_systematic")), depth=depth, horizon=horizon, drop=drop,
-               curve=curve, id_depths=id_depths, floor=bool(results.model.get("floor")), loops_source=why,
+               curve=curve, id_depths=id_depths, floor=floor, loops_source=why,
                coverage=cov, partial=partial)
 
 
@@ -242,18 +243,34 @@ def _coverage(r: Row) -> str:
     return ", ".join(f"{split} {a}/{b}" for split, (a, b) in r.coverage.items())
 
 
-def _cells(r: Row) -> list[str]:
+def _cells(r: Row, coverage: bool = True) -> list[str]:
     return [str(r.rank), _label(r), _loops(r), _pct(r.id), _pct(r.systematic),
-            _pct(r.depth), _horizon(r.horizon), _drop(r.drop), _coverage(r)]
+            _pct(r.depth), _horizon(r.horizon), _drop(r.drop), *([_coverage(r)] if coverage else [])]
 
 
-def _intro(dataset: dict, sort: str, n: int) -> str:
+def common_coverage(rows: list[Row]) -> str | None:
+    """The coverage of every row when all are complete and alike (then said once, not per row), else None."""
+    texts = {_coverage(r) for r in rows}
+    if len(texts) != 1 or any(r.partial for r in rows) or not rows[0].coverage:
+        return None
+    return ", ".join(f"{split} {total}" for split, (_, total) in rows[0].coverage.items())
+
+
+def _headers(rows: list[Row]) -> list[str]:
+    """The table's headers (without coverage when it is said once)."""
+    return HEADERS if common_coverage(rows) is None else HEADERS[:-1]
+
+
+def _intro(dataset: dict, sort: str, n: int, rows: list[Row] | None = None) -> str:
+    once = common_coverage(rows or [])
+    cov = (f" Every row scored every example: {once}." if once else "")
     return (f"Dataset: task `{dataset.get('task')}`, fingerprint `{str(dataset.get('fingerprint'))[:16]}`; "
             f"{n} model(s), ranked by {sort}. Accuracies in percent with 95% intervals (Wilson for a split, "
             "bootstrap for derived numbers), at each model's trained loop count when its results record "
             "it, else at the largest swept (the loops column says which); overthinking drop = mean over "
             "test depths of peak minus final accuracy across the loops sweep (— when no sweep). Floor rows "
-            "are non-reasoning baselines fitted on train (`benchgen baselines`).")
+            "are non-reasoning baselines fitted on train (`benchgen baselines`); depth horizon = the deepest depth "
+            "up to which every depth reaches tau (the results' own tau)." + cov)
 
 
 def md_cell(text: str) -> str:
@@ -273,9 +290,10 @@ def csv_cell(value):
 
 
 def render_markdown(rows: list[Row], dataset: dict, sort: str) -> str:
-    lines = ["# benchgen leaderboard", "", md_cell(_intro(dataset, sort, len(rows))).replace("\\|", "|"), "",
-             "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(md_cell(c) for c in _cells(r)) + " |" for r in rows]
+    heads, cov = _headers(rows), common_coverage(rows) is None
+    lines = ["# benchgen leaderboard", "", md_cell(_intro(dataset, sort, len(rows), rows)).replace("\\|", "|"), "",
+             "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join(md_cell(c) for c in _cells(r, cov)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -317,22 +335,21 @@ def depth_plot_png(rows: list[Row], reference: dict[int, dict] | None = None) ->
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from benchgen.evaluators.report.plots import MARKERS, draw_reference_lines, spread
+
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
     id_max = None
-    for r in rows:
-        if not r.curve or r.floor:  # floors are summarised by the best-shortcut reference line
-            continue
-        d = np.array([c["depth"] for c in r.curve], dtype=float)
+    drawn = [r for r in rows if r.curve and not r.floor]  # floors: the best-shortcut reference line
+    for k, r in enumerate(drawn):
+        d = np.array([c["depth"] for c in r.curve], dtype=float) + spread(k, len(drawn))
         a = np.array([np.nan if c["accuracy"] is None else c["accuracy"] for c in r.curve], dtype=float)
         lo = np.array([np.nan if c.get("ci_low") is None else c["ci_low"] for c in r.curve], dtype=float)
         hi = np.array([np.nan if c.get("ci_high") is None else c["ci_high"] for c in r.curve], dtype=float)
-        line, = ax.plot(d, a, marker="o", ms=3, ls="--" if r.baseline else "-",
+        line, = ax.plot(d, a, marker=MARKERS[k % len(MARKERS)], ms=4, ls="--" if r.baseline else "-",
                         label=r.model + (" (baseline)" if r.baseline else ""))
         ax.fill_between(d, lo, hi, color=line.get_color(), alpha=0.12, lw=0)
         if r.id_depths:
             id_max = max(id_max or 0, max(r.id_depths))
-    from benchgen.evaluators.report.plots import draw_reference_lines
-
     draw_reference_lines(ax, reference or _floor_lines(rows))
     if id_max is not None:
         ax.axvline(id_max + 0.5, color="grey", lw=0.8, ls=":")
@@ -377,18 +394,19 @@ def render_html(rows: list[Row], dataset: dict, sort: str) -> str:
         return "" if v is None else str(v)
 
     body = []
+    per_row = common_coverage(rows) is None
     for r in rows:
         cov = min((a / b for a, b in r.coverage.values() if b), default=None)
         keys = [r.rank, r.model, r.loops, *(None if m is None else m.get("value")
                                           for m in (r.id, r.systematic, r.depth, r.horizon)), r.drop, cov]
         tds = "".join(f'<td data-sort="{html.escape(sort_val(k))}">{html.escape(c)}</td>'
-                      for k, c in zip(keys, _cells(r)))
-        body.append(f'<tr class="{"baseline" if r.baseline else "model"}">{tds}</tr>')
-    heads = "".join(f'<th title="click to sort">{html.escape(h)}</th>' for h in HEADERS)
+                      for k, c in zip(keys, _cells(r, per_row)))
+        body.append(f'<tr class="{"floor" if r.floor else "baseline" if r.baseline else "model"}">{tds}</tr>')
+    heads = "".join(f'<th title="click to sort">{html.escape(h)}</th>' for h in _headers(rows))
     from benchgen.evaluators.report.plots import reference_lines
 
     png = depth_plot_png(rows, reference_lines(dataset))
-    intro = re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(_intro(dataset, sort, len(rows))))  # no backticks
+    intro = re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(_intro(dataset, sort, len(rows), rows)))  # no backticks
     img = (f'<img alt="accuracy by depth, all models" src="data:image/png;base64,'
            f'{base64.b64encode(png).decode()}">' if png else "<p>No depth curves in these results.</p>")
     return f"""<!DOCTYPE html>
@@ -397,13 +415,15 @@ def render_html(rows: list[Row], dataset: dict, sort: str) -> str:
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table.board {{ border-collapse: collapse; font-size: 14px; }}
 table.board th, table.board td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+table.board td {{ white-space: nowrap; font-variant-numeric: tabular-nums; }}
 table.board td:nth-child(2), table.board th:nth-child(2),
 table.board td:last-child, table.board th:last-child {{ text-align: left; }}
 code {{ background: #f3f3f3; padding: 0 3px; border-radius: 3px; }}
 table.board th {{ background: #f3f3f3; cursor: pointer; user-select: none; }}
 table.board th[data-dir=asc]::after {{ content: " ▲"; }}
 table.board th[data-dir=desc]::after {{ content: " ▼"; }}
-tr.baseline td {{ background: #f7f7ff; font-style: italic; }}
+tr.floor td {{ background: #f4f4f4; color: #555; font-style: italic; }}
+tr.baseline td {{ font-style: italic; }}
 img {{ max-width: 100%; margin-top: 1.5em; }}
 </style></head><body>
 <h1>benchgen leaderboard</h1>
@@ -441,9 +461,11 @@ def _atomic_write(path: Path, data: str) -> None:
 
 
 def leaderboard(results: Sequence[str | Path], outs: Sequence[str | Path], *,
-                baselines: Sequence[str | Path] = (), sort: str = "mean", allow_partial: bool = False) -> list[Row]:
+                baselines: Sequence[str | Path] = (), sort: str = "mean", allow_partial: bool = False,
+                overwrite: bool = False) -> list[Row]:
     """Rank ``results`` (+ ``baselines``) on one dataset and write each of ``outs`` (.md/.html/.csv);
-    partial-coverage results are refused unless ``allow_partial`` (then marked)."""
+    partial-coverage results are refused unless ``allow_partial`` (then marked). An existing board is
+    replaced only with ``overwrite`` (as every command's --out), and a file benchgen did not write never."""
     outs = [Path(o) for o in outs]
     if not outs:
         raise BenchgenError("--out: give at least one output file (.md, .html or .csv)")
@@ -452,6 +474,8 @@ def leaderboard(results: Sequence[str | Path], outs: Sequence[str | Path], *,
             raise BenchgenError(f"--out {o}: unknown format {o.suffix or '(none)'!r} (expected .md, .html or .csv)")
         if o.is_file() and not _is_board(o):  # checked for every --out before writing any
             raise BenchgenError(f"--out {o}: exists and is not a benchgen leaderboard; refusing to replace it")
+        if o.exists() and not overwrite:
+            raise BenchgenError(f"--out {o}: already exists (pass --overwrite to replace it)")
     rows, dataset = load_rows(results, baselines, allow_partial=allow_partial)
     rows = rank(rows, sort)
     for o in outs:

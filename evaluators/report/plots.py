@@ -21,12 +21,9 @@ def _pyplot():
     return plt
 
 
-def reference_lines(dataset: dict) -> dict[int, dict]:
-    """Chance and the best shortcut baseline per depth, from the dataset's validity record
-    (``dataset["validity"]``, else manifest.json at ``dataset["path"]`` if its fingerprint matches).
-
-    A depth found in several test splits takes test_depth's, then test_interp's, then test_id's cell.
-    """
+def validity_cells(dataset: dict) -> dict[tuple[str, int], dict]:
+    """Chance and the best shortcut baseline per (test split, depth), from the dataset's validity record
+    (``dataset["validity"]``, else manifest.json at ``dataset["path"]`` if its fingerprint matches)."""
     import json
 
     validity = dataset.get("validity")
@@ -41,16 +38,31 @@ def reference_lines(dataset: dict) -> dict[int, dict]:
     splits = validity.get("splits") if isinstance(validity, dict) else None
     if not isinstance(splits, dict):
         return {}
-    rank = {"test_depth": 3, "test_interp": 2, "test_id": 1}
-    out: dict[int, dict] = {}
-    for split in sorted(splits, key=lambda s: rank.get(s, 0)):
-        for e in splits[split] if isinstance(splits[split], list) else []:
+    out: dict[tuple[str, int], dict] = {}
+    for split, entries in splits.items():
+        for e in entries if isinstance(entries, list) else []:
             try:
-                out[int(e["depth"])] = {"chance": float(e["chance"]), "best": float(e["best"]["accuracy"]),
-                                        "baseline": str(e["best"]["baseline"])}
+                out[(str(split), int(e["depth"]))] = {"chance": float(e["chance"]), "best": float(e["best"]["accuracy"]),
+                                                      "baseline": str(e["best"]["baseline"])}
             except (KeyError, TypeError, ValueError):
                 continue
     return out
+
+
+def reference_lines(dataset: dict) -> dict[int, dict]:
+    """Chance and the best shortcut baseline per depth (:func:`validity_cells`). A depth found in several
+    test splits takes test_depth's, then test_interp's, then test_id's cell."""
+    rank = {"test_depth": 3, "test_interp": 2, "test_id": 1}
+    cells = validity_cells(dataset)
+    return {d: cells[(s, d)] for s, d in sorted(cells, key=lambda k: rank.get(k[0], 0))}
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def spread(i: int, k: int, width: float = 0.18) -> float:
+    """Horizontal offset of series ``i`` of ``k`` at one x (points at the same depth stay visible)."""
+    return 0.0 if k < 2 else (i - (k - 1) / 2) * width / (k - 1)
 
 
 def draw_reference_lines(ax, lines: dict[int, dict]) -> None:
@@ -72,14 +84,17 @@ def plot_accuracy_vs_depth(results: Results, path: Path) -> Path | None:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = [split for split, rows in curves.items() if rows]
     for split, rows in curves.items():
         if not rows:
             continue
-        d = np.array([r["depth"] for r in rows], dtype=float)
+        k = drawn.index(split)
+        d = np.array([r["depth"] for r in rows], dtype=float) + spread(k, len(drawn))
         a = np.array([r["accuracy"] for r in rows], dtype=float)
         lo = np.array([r["ci_low"] for r in rows], dtype=float)
         hi = np.array([r["ci_high"] for r in rows], dtype=float)
-        ax.errorbar(d, a, yerr=[np.maximum(a - lo, 0), np.maximum(hi - a, 0)], marker="o", capsize=3, label=split)
+        ax.errorbar(d, a, yerr=[np.maximum(a - lo, 0), np.maximum(hi - a, 0)], marker=MARKERS[k % len(MARKERS)],
+                    capsize=3, label=split)
     draw_reference_lines(ax, reference_lines(results.dataset))
     de = results.metrics.get("depth_extrapolation", {})
     if de.get("available") and de.get("tau") is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchgen.evaluators.report.plots import validity_cells
 from benchgen.evaluators.results import Results
 
 PLOTS = "plots"
@@ -34,6 +35,12 @@ def _ci(entry: dict) -> str:
     return "–" if lo is None or hi is None else f"[{_fmt(lo)}, {_fmt(hi)}]"
 
 
+def _floor(floors: dict, split: str, depth: int) -> list[str]:
+    """Chance and the best shortcut (name and accuracy) of one (split, depth) cell, or dashes."""
+    f = floors.get((split, int(depth)))
+    return ["–", "–"] if f is None else [_fmt(f["chance"]), f"{f['baseline']} {_fmt(f['best'])}"]
+
+
 def tables(results: Results) -> list[Table]:
     """The report's tables as (title, headers, rows), shared by the markdown and HTML renderers."""
     m = results.metrics
@@ -53,7 +60,8 @@ def tables(results: Results) -> list[Table]:
     if de.get("available"):
         rows = [[name.replace("_", " "), _fmt(de[key]["value"]), _ci(de[key])] for name, key in (
             ("mean_extrapolation_accuracy", "mean_extrapolation_accuracy"),
-            (f"depth_horizon (tau={de['tau']})", "depth_horizon"),
+            (f"depth horizon (tau={de['tau']}): the deepest depth up to which every depth reaches tau",
+             "depth_horizon"),
             ("id_accuracy", "id_accuracy"), ("gap (ID - extrapolation)", "gap"))]
         out.append((f"Depth extrapolation (bootstrap {de['bootstrap']['resamples']}, "
                     f"seed {de['bootstrap']['seed']})", ["metric", "value", "95% CI"], rows))
@@ -62,8 +70,11 @@ def tables(results: Results) -> list[Table]:
                                                           "ID acc", "gap"],
                         [[b["loops"], _fmt(b["mean_extrapolation_accuracy"]), _fmt(b["depth_horizon"]),
                           _fmt(b["id_accuracy"]), _fmt(b["gap"])] for b in de["by_loops"]]))
-    out.append(("Accuracy by depth", ["split", "depth", "n", "accuracy", "95% CI"],
-                [[s, r["depth"], r["n"], _fmt(r["accuracy"]), _ci(r)]
+    floors = validity_cells(results.dataset)  # chance and the best shortcut, per (split, depth)
+    out.append(("Accuracy by depth (chance = 1 / distinct answers in the cell; best shortcut = the best "
+                "non-reasoning baseline, from the dataset's validity record)",
+                ["split", "depth", "n", "accuracy", "95% CI", "chance", "best shortcut"],
+                [[s, r["depth"], r["n"], _fmt(r["accuracy"]), _ci(r), *_floor(floors, s, r["depth"])]
                  for s, rows in m.get("depth_curve", {}).items() for r in rows]))
     ot = m.get("overthinking", {})
     if ot.get("available"):
@@ -76,9 +87,13 @@ def tables(results: Results) -> list[Table]:
             out.append(("Overthinking: how to read it", ["training regime"], [[ot["regime"]]]))
     dr = m.get("depth_reach", {})
     if dr.get("available"):
-        out.append((f"Depth learned vs reached (tau={dr['tau']}; learned at trained T={dr['trained_loops']}: "
-                     f"{_fmt(dr['depth_learned'])}; reached at each depth's best T: {_fmt(dr['depth_reached'])})",
-                    ["depth", "n", "acc at trained T", "95% CI", "best T", "acc at best T", "95% CI (best)"],
+        source = dr.get("loops_source", "trained")
+        none = "none (no depth reaches tau)"
+        out.append((f"Depth learned vs reached (tau={dr['tau']}; learned at T={dr['trained_loops']}, {source}: "
+                    f"{none if dr['depth_learned'] is None else dr['depth_learned']}; reached at each depth's best T: "
+                    f"{none if dr['depth_reached'] is None else dr['depth_reached']})",
+                    ["depth", "n", f"acc at T={dr['trained_loops']}", "95% CI", "best T", "acc at best T",
+                     "95% CI (best)"],
                     [[r["depth"], r["n"], _fmt(r["accuracy_at_trained"]),
                       _ci({"ci_low": r["ci_low_at_trained"], "ci_high": r["ci_high_at_trained"]}),
                       r["best_loops"], _fmt(r["accuracy_at_best"]),

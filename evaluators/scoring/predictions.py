@@ -156,6 +156,7 @@ def validate_predictions(table: pa.Table, source: str = "predictions") -> pa.Tab
         raise BenchgenError(f"{where} column 'id': expected string, got {ids.type}")
     if ids.null_count:
         raise BenchgenError(f"{where} column 'id': {ids.null_count} null value(s)")
+    _check_utf8(ids, "id", where)
     out["id"] = ids
 
     pred = _column(table, "prediction")
@@ -177,6 +178,8 @@ def validate_predictions(table: pa.Table, source: str = "predictions") -> pa.Tab
     if pred.null_count:
         raise BenchgenError(f"{where} column 'prediction': {pred.null_count} null value(s) "
                             f"(write an empty answer instead)")
+    if pa.types.is_string(pred.type):
+        _check_utf8(pred, "prediction", where)
     out["prediction"] = pred
 
     if "loops" in table.column_names:
@@ -203,6 +206,31 @@ def validate_predictions(table: pa.Table, source: str = "predictions") -> pa.Tab
         out[name] = col
     ordered = [c for c in PREDICTION_COLUMNS if c in out]
     return pa.table({c: out[c] for c in ordered})
+
+
+def _check_utf8(col: pa.Array, name: str, where: str) -> None:
+    """Text that is not valid UTF-8 (readers such as pyarrow's JSON parser let it through): one line
+    naming the column and the first bad row, never a UnicodeDecodeError later."""
+    values = col.dictionary if pa.types.is_dictionary(col.type) else col
+    try:
+        values.validate(full=True)
+        return
+    except pa.ArrowInvalid:
+        pass
+    raw = values.cast(pa.binary()).to_pylist()  # the error path only: find the row to name
+    bad = next(i for i, b in enumerate(raw) if b is not None and not _decodes(b))
+    if pa.types.is_dictionary(col.type):
+        bad = col.indices.to_pylist().index(bad)
+    raise BenchgenError(f"{where} column '{name}': row {bad} is not valid UTF-8 text")
+
+
+def _decodes(b: bytes) -> bool:
+    """Whether ``b`` is valid UTF-8."""
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _is_text(t: pa.DataType) -> bool:

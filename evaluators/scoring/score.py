@@ -369,6 +369,8 @@ def _scan(ds, batches, rows_of, wanted: set[int] | None, norm: Normalization) ->
         pred = one_chunk(batch.column("prediction"))
         if answers is None:
             answers = _Answers(ds, pa.types.is_list(pred.type), norm)
+        if answers.token_ids:
+            check_token_ids(pred, ids, len(ds.vocab), n_rows)
         g = rows_of(ids)
         split = np.searchsorted(bounds, g, side="right") - 1
         bad = g < 0
@@ -525,6 +527,21 @@ def _compare_text(pred: pa.Array, answer: pa.Array, row_example: np.ndarray,
     """Exact match after normalisation of each prediction row with its example's answer (the
     whole-table path; the streamed path compares batch by batch with the same function)."""
     return _compare_text_rows(pred, norm.apply(answer).take(pa.array(row_example)), norm)
+
+
+def check_token_ids(pred: pa.Array, ids: pa.Array, vocab_size: int, first_row: int = 0) -> None:
+    """Token-id predictions must be ids of the dataset's vocabulary: a negative or too large id is refused
+    with the row (counted from ``first_row``), its id and the vocabulary size, never scored as a miss."""
+    values = pred.values.to_numpy()[pred.offsets[0].as_py():pred.offsets[-1].as_py()] if len(pred) else []
+    if not len(values):
+        return
+    bad = (values < 0) | (values >= vocab_size)
+    if not bad.any():
+        return
+    at = int(np.flatnonzero(bad)[0])
+    row = int(np.searchsorted(pred.offsets.to_numpy()[1:] - pred.offsets[0].as_py(), at, side="right"))
+    raise BenchgenError(f"predictions: row {first_row + row} (id {ids[row].as_py()}): token id {int(values[at])} "
+                        f"is outside the dataset vocabulary of {vocab_size} tokens (ids 0..{vocab_size - 1})")
 
 
 def _compare_token_ids(pred: pa.Array, target: pa.Array, row_example: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ import os
 
 import torch
 
-try:  # optional dependency: `pip install benchgen[kernels]`
+try:  # optional dependency: the kernels extra (benchgen.install.install_hint)
     import triton
     import triton.language as tl
 
@@ -407,9 +407,11 @@ def junction_triton(
     ``TRITON_INTERPRET=1`` in effect, or when ``H > MAX_FUSED_HIDDEN``.
     """
     if not HAS_TRITON:
+        from benchgen.install import install_hint
+
         raise RuntimeError(
             "junction backend 'triton' requested but triton is not importable; "
-            "install it with `pip install 'benchgen[kernels]'` (Linux) or use backend='torch'"
+            f"install it with `{install_hint('kernels')}` (Linux) or use backend='torch'"
         )
     if h.shape != z.shape:
         raise ValueError(f"h and z must have the same shape, got {tuple(h.shape)} and {tuple(z.shape)}")

@@ -21,11 +21,12 @@ from benchgen.task import Task, deferred
 from benchgen.tasks import citations
 from benchgen.tasks.addition.audit import audit as audit_rows
 from benchgen.tasks.addition.config import PRESETS, AdditionConfig
-from benchgen.tasks.addition.generator import SCHEMA, generate, make_vocab
+from benchgen.tasks.addition.generator import SCHEMA, generate, make_vocab, procedural
 
 TASK = Task(
     name="addition", pretty_name="multi-operand addition",
     description="multi-operand addition of zero-padded numbers (held-out (n, width) cells + more operands)",
     config=AdditionConfig, presets=PRESETS, schema=SCHEMA, vocab=make_vocab, generate=generate, audit=audit_rows,
     baselines=deferred("benchgen.tasks.addition.baselines:BASELINES"),
-    about=__doc__ or "", citations=(citations.LATENT_THOUGHTS,), parallel=True)
+    about=__doc__ or "", citations=(citations.LATENT_THOUGHTS,), parallel=True,
+    procedural=procedural)

@@ -7,8 +7,9 @@ import pyarrow as pa
 
 from benchgen.schema import example_schema, string_array
 from benchgen.task import Writer
-from benchgen.tasks.addition.config import AdditionConfig
+from benchgen.tasks.addition.config import MAX_OPERANDS, AdditionConfig
 from benchgen.tasks.grid.cells import Cell
+from benchgen.tasks.grid.procedural import GridProcedural
 from benchgen.tasks.grid.stream import write_grid
 from benchgen.vocab import SPECIALS, Vocab, list_array_from_matrix
 
@@ -92,3 +93,10 @@ def generate(cfg: AdditionConfig, writer: Writer, *, progress: bool = False, wor
     """Write every split of an addition dataset through ``writer`` (byte-identical for any ``workers``)."""
     write_grid(writer, task=NAME, grid=cfg.grid(), sampler=Sampler(cfg), counts=cfg.counts(), seed=cfg.seed,
                schema=SCHEMA, progress=progress, workers=workers)
+
+
+def procedural(cfg: AdditionConfig) -> GridProcedural:
+    """Procedural rows for ``benchgen.procedural``: this task's cell sampler, difficulty = operands."""
+    cfg.validate()
+    cfg.grid().validate()
+    return GridProcedural(cfg.grid(), Sampler(cfg), "operands", (2, MAX_OPERANDS))

@@ -73,11 +73,12 @@ from benchgen.task import Task, deferred
 from benchgen.tasks import citations
 from benchgen.tasks.induction.audit import audit as audit_rows
 from benchgen.tasks.induction.config import PRESETS, InductionConfig
-from benchgen.tasks.induction.generator import SCHEMA, generate, vocab
+from benchgen.tasks.induction.generator import SCHEMA, generate, procedural, vocab
 
 TASK = Task(
     name="induction", pretty_name="p-hop induction",
     description="p-hop induction over short alphabets (held-out (p, length) cells + more hops)",
     config=InductionConfig, presets=PRESETS, schema=SCHEMA, vocab=vocab, generate=generate, audit=audit_rows,
     baselines=deferred("benchgen.tasks.induction.baselines:BASELINES"),
-    about=__doc__ or "", citations=(citations.SANFORD, citations.LATENT_THOUGHTS), parallel=True)
+    about=__doc__ or "", citations=(citations.SANFORD, citations.LATENT_THOUGHTS), parallel=True,
+    procedural=procedural)

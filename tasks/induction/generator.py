@@ -12,8 +12,9 @@ import pyarrow as pa
 from benchgen.schema import example_schema, string_array
 from benchgen.task import Writer
 from benchgen.tasks.grid.cells import Cell
+from benchgen.tasks.grid.procedural import GridProcedural
 from benchgen.tasks.grid.stream import write_grid
-from benchgen.tasks.induction.config import InductionConfig
+from benchgen.tasks.induction.config import MAX_LENGTH, InductionConfig
 from benchgen.vocab import SPECIALS, Vocab, list_array_from_matrix
 
 NAME = "induction"
@@ -146,3 +147,10 @@ def generate(cfg: InductionConfig, writer: Writer, *, progress: bool = False, wo
     """Write every split of a p-hop dataset through ``writer`` (byte-identical for any ``workers``)."""
     write_grid(writer, task=NAME, grid=cfg.grid(), sampler=Sampler(cfg), counts=cfg.counts(), seed=cfg.seed,
                schema=SCHEMA, progress=progress, workers=workers, option="train_per_cell")
+
+
+def procedural(cfg: InductionConfig) -> GridProcedural:
+    """Procedural rows for ``benchgen.procedural``: this task's cell sampler, difficulty = hops."""
+    cfg.validate()
+    cfg.grid().validate()
+    return GridProcedural(cfg.grid(), Sampler(cfg), "hops", (1, MAX_LENGTH))

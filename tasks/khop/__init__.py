@@ -22,6 +22,7 @@ from benchgen.task import Task, deferred
 from benchgen.tasks import citations
 from benchgen.tasks.khop.config import PRESETS, KhopConfig
 from benchgen.tasks.khop.generator import SCHEMA, generate, make_vocab
+from benchgen.tasks.khop.procedural import KhopProcedural
 
 TASK = Task(
     name="khop", pretty_name="k-hop knowledge composition",
@@ -30,4 +31,5 @@ TASK = Task(
     audit=deferred("benchgen.tasks.khop.audit:audit_khop"),  # networkx: loaded only by an audit
     baselines=deferred("benchgen.tasks.khop.baselines:BASELINES"),
     about=__doc__ or "", citations=(citations.GROKKED, citations.LOOP_THINK_GENERALIZE),
-    parallel=True, audit_sample=True)
+    parallel=True, audit_sample=True,
+    procedural=KhopProcedural)

@@ -90,41 +90,40 @@ def enumerate_chains(sg: Subgraph, k: int) -> np.ndarray:
     return paths
 
 
-def sample_chains(sg: Subgraph, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` distinct k-edge chains drawn uniformly (rows ``[e_0, r_1, e_1, ..., r_k, e_k]``)."""
-    if n == 0:
-        return np.zeros((0, 2 * k + 1), dtype=np.int32)
-    counts = sg.path_counts(k)
-    total = counts[k].sum()
-    if total < n:  # callers check populations first; this is a guard
-        raise ValueError(f"asked {n} chains of {k} hops, only {int(total)} exist")
-    if total <= ENUMERATE_LIMIT and total <= 8 * n:
-        every = enumerate_chains(sg, k)
-        return every[rng.choice(len(every), size=n, replace=False)]
-    out = np.zeros((0, 2 * k + 1), dtype=np.int32)
-    start_cdf = np.cumsum(counts[k] / total)
-    # dense per-entity edge tables: slot j of entity e is edge indptr[e] + j (padding: -1)
-    deg = np.diff(sg.indptr)
-    slots = np.arange(max(int(deg.max()), 1))
-    edge = np.where(slots[None, :] < deg[:, None], sg.indptr[:-1, None] + slots[None, :], -1)
-    # per remaining-hop cumulative choice probabilities within each entity's edges
-    cum = []
-    for remaining in range(k, 0, -1):
-        w = np.where(edge >= 0, counts[remaining - 1][sg.dst[np.maximum(edge, 0)]], 0.0)
-        rowtot = w.sum(axis=1, keepdims=True)
-        c = np.cumsum(np.divide(w, rowtot, out=np.zeros_like(w), where=rowtot > 0), axis=1)
-        if np.all((w == w[:, :1]) | (edge < 0)):  # equal weights in every row (e.g. a permutation graph)
-            cum.append((None, None))
-            continue
-        # rounding can leave u above the row's last cumulative value: fall back to its last live edge
-        last_live = w.shape[1] - 1 - np.argmax(w[:, ::-1] > 0, axis=1)
-        cum.append((np.where(edge >= 0, c, 2.0), last_live))
-    while len(out) < n:
-        m = int((n - len(out)) * 1.2) + 64
-        cur = np.minimum(np.searchsorted(start_cdf, rng.random(m), side="right"), len(start_cdf) - 1)
+class ChainSampler:
+    """Uniform k-edge chains of a subgraph, with replacement: exact path counts weight each step, so one
+    draw is one vectorised gather per hop. Built once per (subgraph, k); ``draw`` is cheap."""
+
+    def __init__(self, sg: Subgraph, k: int):
+        """Path counts and per-hop choice tables of ``sg`` for k-edge chains."""
+        self.sg, self.k = sg, k
+        counts = sg.path_counts(k)
+        self.total = counts[k].sum()
+        self.start_cdf = np.cumsum(counts[k] / self.total) if self.total else np.zeros(0)
+        # dense per-entity edge tables: slot j of entity e is edge indptr[e] + j (padding: -1)
+        self.deg = deg = np.diff(sg.indptr)
+        slots = np.arange(max(int(deg.max()), 1))
+        self.edge = edge = np.where(slots[None, :] < deg[:, None], sg.indptr[:-1, None] + slots[None, :], -1)
+        # per remaining-hop cumulative choice probabilities within each entity's edges
+        self.cum = []
+        for remaining in range(k, 0, -1):
+            w = np.where(edge >= 0, counts[remaining - 1][sg.dst[np.maximum(edge, 0)]], 0.0)
+            rowtot = w.sum(axis=1, keepdims=True)
+            c = np.cumsum(np.divide(w, rowtot, out=np.zeros_like(w), where=rowtot > 0), axis=1)
+            if np.all((w == w[:, :1]) | (edge < 0)):  # equal weights in every row (e.g. a permutation graph)
+                self.cum.append((None, None))
+                continue
+            # rounding can leave u above the row's last cumulative value: fall back to its last live edge
+            last_live = w.shape[1] - 1 - np.argmax(w[:, ::-1] > 0, axis=1)
+            self.cum.append((np.where(edge >= 0, c, 2.0), last_live))
+
+    def draw(self, m: int, rng: np.random.Generator) -> np.ndarray:
+        """``m`` chains drawn independently and uniformly (rows ``[e_0, r_1, e_1, ..., r_k, e_k]``)."""
+        sg, edge, deg, k = self.sg, self.edge, self.deg, self.k
+        cur = np.minimum(np.searchsorted(self.start_cdf, rng.random(m), side="right"), len(self.start_cdf) - 1)
         batch = np.empty((m, 2 * k + 1), dtype=np.int32)  # filled column by column: no int64 copy
         batch[:, 0] = cur
-        for i, (c, last_live) in enumerate(cum):
+        for i, (c, last_live) in enumerate(self.cum):
             if c is None:
                 e = edge[cur, np.minimum((rng.random(m) * deg[cur]).astype(np.int64), deg[cur] - 1)]
             else:
@@ -132,7 +131,23 @@ def sample_chains(sg: Subgraph, k: int, n: int, rng: np.random.Generator) -> np.
                 e = edge[cur, np.minimum(j, last_live[cur])]
             batch[:, 2 * i + 1] = sg.rel[e]
             batch[:, 2 * i + 2] = cur = sg.dst[e]
-        out = unique_rows(np.concatenate([out, batch]))
+        return batch
+
+
+def sample_chains(sg: Subgraph, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` distinct k-edge chains drawn uniformly (rows ``[e_0, r_1, e_1, ..., r_k, e_k]``)."""
+    if n == 0:
+        return np.zeros((0, 2 * k + 1), dtype=np.int32)
+    total = sg.path_counts(k)[k].sum()
+    if total < n:  # callers check populations first; this is a guard
+        raise ValueError(f"asked {n} chains of {k} hops, only {int(total)} exist")
+    if total <= ENUMERATE_LIMIT and total <= 8 * n:
+        every = enumerate_chains(sg, k)
+        return every[rng.choice(len(every), size=n, replace=False)]
+    sampler = ChainSampler(sg, k)
+    out = np.zeros((0, 2 * k + 1), dtype=np.int32)
+    while len(out) < n:
+        out = unique_rows(np.concatenate([out, sampler.draw(int((n - len(out)) * 1.2) + 64, rng)]))
     return out[:n]
 
 
