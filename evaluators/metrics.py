@@ -54,6 +54,7 @@ class MetricSettings:
     loop_sampling: str | None = None  # "fixed" or "sampled" T in training (None: unknown)
     id_split: str = "test_id"
     depth_split: str = "test_depth"
+    exit_rules: tuple[str, ...] | None = None  # NAME[:k=v,...] rules to compare (None: every rule, defaults)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tau <= 1.0:
@@ -474,4 +475,7 @@ def compute_metrics(cells: pd.DataFrame, scored: Scored | None, settings: Metric
         out["halting"] = halting(scored, settings)
         out["oracle_best_loop"] = oracle_best_loop(scored)
         out["t_first"] = t_first(scored)
+        from benchgen.evaluators.compute_accuracy import exit_rule_metrics
+
+        out["exit_rules"] = exit_rule_metrics(scored, settings.exit_rules, settings.trained_loops)
     return out
