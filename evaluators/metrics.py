@@ -470,6 +470,10 @@ def compute_metrics(cells: pd.DataFrame, scored: Scored | None, settings: Metric
         "overthinking": overthinking(cells, settings),
         "depth_reach": depth_reach(cells, settings),
     }
+    from benchgen.evaluators.saturation import saturation
+
+    out["saturation"] = saturation(cells, scored, delta=settings.delta, bootstrap=settings.bootstrap,
+                                   seed=settings.bootstrap_seed)
     if scored is not None:
         out["margins"] = margins(scored)
         out["halting"] = halting(scored, settings)

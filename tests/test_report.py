@@ -33,7 +33,7 @@ def test_results_json_round_trip(sweep_results, tmp_path):
                          "cells", "metrics", "settings"}
     assert set(data["metrics"]) == {"primary_loops", "per_split", "depth_curve", "depth_extrapolation",
                                     "overthinking", "margins", "halting", "oracle_best_loop",
-                                    "depth_reach", "t_first"}
+                                    "depth_reach", "t_first", "exit_rules", "saturation", "probes"}
     assert data["model"] == {"name": "toy-model", "params": "1M"}
     assert len(data["dataset"]["fingerprint"]) == 64 and data["dataset"]["task"] == "toy"
     assert set(data["cells"][0]) == {"split", "depth", "loops", "n", "correct", "accuracy", "ci_low", "ci_high"}
