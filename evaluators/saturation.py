@@ -37,7 +37,8 @@ def fit_saturating(T: np.ndarray, acc: np.ndarray, n: np.ndarray) -> dict:
     if not np.isfinite(sse[i]):
         return {"fit": None, "reason": "no rising exponential fits these points"}
     if i in (0, len(TAU_GRID) - 1):
-        return {"fit": None, "reason": f"tau not identified (best tau at the grid edge {TAU_GRID[i]:.3g})"}
+        return {"fit": None, "reason": f"tau not identified: the best fit sits at the grid edge (tau={TAU_GRID[i]:.3g}), "
+                                      "so the rise is not a saturating exponential (e.g. a step at the hop count)"}
     rmse = float(np.sqrt(np.mean(resid[i] ** 2)))
     return {"fit": {"a": float(a[i]), "b": float(-slope[i]), "tau": float(TAU_GRID[i]), "rmse": rmse,
                     "points": int(len(T)), "loops": [int(t) for t in T]}}

@@ -27,10 +27,12 @@ from benchgen.evaluators.models.loop_stats import LoopStats
 from benchgen.vocab import EOS, Vocab, list_array_from_matrix
 
 
-def _padded(col: pa.ChunkedArray | pa.Array, width: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded (B, width) int64 matrix of a list<int> column, plus the row lengths."""
+def _padded(col: pa.ChunkedArray | pa.Array, width: int | None, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded (B, width) int64 matrix of a list<int> column (width None: the longest row), and the lengths."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     lengths = np.diff(np.asarray(arr.offsets))
+    if width is None:
+        width = max(int(lengths.max()) if len(lengths) else 1, 1)
     flat = np.asarray(arr.flatten(), dtype=np.int64)
     out = np.full((len(arr), width), pad, dtype=np.int64)
     mask = np.arange(width)[None, :] < lengths[:, None]
@@ -89,7 +91,7 @@ class TorchScriptAdapter:
         tsrc = targets if targets is not None else examples
         if "target_ids" not in tsrc.column_names:
             raise BenchgenError(f"model {self.name}: needs targets (target_ids) for its decode budget")
-        _, tlen = _padded(tsrc.column("target_ids"), 1, -1)
+        _, tlen = _padded(tsrc.column("target_ids"), None, -1)
         if self.budget is not None:
             tlen = np.full(len(tlen), self.budget, dtype=tlen.dtype)
         steps = max(int(tlen.max()), 1) if len(tlen) else 1
@@ -126,7 +128,7 @@ class TorchScriptAdapter:
         """Per-loop statistics from one teacher-forced pass per T over query + reference answer, and the
         logit-lens top-1 at the answer position (single-token answers, with a loop knob)."""
         torch = self.torch
-        target, tlen = _padded(tsrc.column("target_ids"), 1, -1)
+        target, tlen = _padded(tsrc.column("target_ids"), None, -1)
         A = target.shape[1]
         B = len(lengths)
         width = int(lengths.max()) + A - 1 if B else 1
