@@ -55,10 +55,13 @@ def build(root: Path, examples: int):
     return ds
 
 
-def timed(cmd: list[str], env: dict, repeats: int) -> list[float]:
-    """Wall seconds of ``repeats`` runs of a whole process (each must succeed)."""
+def timed(cmd: list[str], env: dict, repeats: int, fresh: Path) -> list[float]:
+    """Wall seconds of ``repeats`` runs of a whole process (each must succeed), ``fresh`` removed before each."""
+    import shutil
+
     out = []
     for _ in range(repeats):
+        shutil.rmtree(fresh, ignore_errors=True)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         out.append(time.perf_counter() - t0)
@@ -98,8 +101,8 @@ def main() -> None:
               f"pretrained={tmp / 'hf'},dtype=float32", "--device", "cpu", "--batch_size", str(args.batch_size),
               "--include_path", str(tmp / "tasks"), "--tasks", "benchgen_khop_test_depth", "--log_samples",
               "--output_path", str(tmp / "lm-out")]
-        t_bench = timed(bench, env, args.repeats)
-        t_lm = timed(lm, env, args.repeats)
+        t_bench = timed(bench, env, args.repeats, tmp / "ev-hf")
+        t_lm = timed(lm, env, args.repeats, tmp / "lm-out")
         subprocess.run([sys.executable, "-m", "benchgen", "evaluate", str(ds.path), "--lm-eval-samples",
                         str(tmp / "lm-out"), "--no-plots", "--out", str(tmp / "ev-lm")], env=env, check=True,
                        capture_output=True)
