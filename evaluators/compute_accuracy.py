@@ -13,7 +13,15 @@ from __future__ import annotations
 import numpy as np
 
 from benchgen.errors import BenchgenError
-from benchgen.evaluators.exit_rules import ExitRule, LoopTable, MissingColumn, get_rule, parse_spec, rule_names, stop_index
+from benchgen.evaluators.exit_rules import (
+    ExitRule,
+    LoopTable,
+    MissingColumn,
+    get_rule,
+    parse_spec,
+    rule_names,
+    stop_index,
+)
 from benchgen.evaluators.scoring.score import Scored
 from benchgen.stats import wilson
 

@@ -25,7 +25,6 @@ import numpy as np
 from benchgen.errors import BenchgenError
 
 
-
 class MissingColumn(Exception):
     """A rule needs a per-loop column the predictions do not have (the rule is then not available)."""
 

@@ -14,7 +14,7 @@ smallest and largest requested T must differ.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 
 import numpy as np
 
@@ -52,10 +52,8 @@ def _config_objects(model) -> list:
                 visit(value, depth + 1)
         get_text = getattr(cfg, "get_text_config", None)
         if callable(get_text):
-            try:
+            with suppress(TypeError, ValueError, AttributeError):
                 visit(get_text(), depth + 1)
-            except (TypeError, ValueError, AttributeError):
-                pass
 
     visit(getattr(model, "config", None))
     for module in getattr(model, "modules", lambda: [])():

@@ -25,6 +25,7 @@ import json
 import numpy as np
 
 from benchgen.evaluators.models.protocol import LOOP_STAT_COLUMNS as STAT_COLUMNS
+
 STATS_KEY = b"benchgen.loop_stats"
 STATS_DEFINITION = {
     "scope": "whole answer, teacher-forced on the reference answer; previous = previous swept loop count",
