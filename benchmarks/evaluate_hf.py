@@ -78,6 +78,7 @@ def answers_of(run_dir: Path) -> dict[str, str]:
 
 
 def main() -> None:
+    """Build, time both whole processes, check per-row agreement, print the ratio."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=2000, help="test_depth examples (2 depths)")
     ap.add_argument("--batch-size", type=int, default=64)

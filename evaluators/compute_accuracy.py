@@ -33,6 +33,7 @@ def loop_table(scored: Scored) -> LoopTable:
     ex = scored.row_example
 
     def dense(values: np.ndarray, fill, dtype) -> np.ndarray:
+        """Scatter one value per prediction row into an (examples, loops) matrix."""
         out = np.full((N, L), fill, dtype=dtype)
         out[ex, code] = values
         return out
@@ -44,6 +45,7 @@ def loop_table(scored: Scored) -> LoopTable:
 
 
 def _num(x) -> float | None:
+    """Plain float for JSON (NaN -> None)."""
     return None if x is None or np.isnan(x) else float(x)
 
 
@@ -62,6 +64,7 @@ def summarise(scored: Scored, table: LoopTable, idx: np.ndarray, ok: np.ndarray)
     hist = np.bincount(g * L + idx[covered], minlength=size * L).reshape(size, L)
 
     def entry(nn, cc, ls, hh) -> dict:
+        """One summary entry: counts, accuracy with its Wilson interval, mean loops, histogram."""
         lo, hi = wilson(np.array([cc]), np.array([nn]))
         return {"n": int(nn), "correct": int(cc), "accuracy": _num(cc / nn) if nn else None,
                 "ci_low": _num(lo[0]), "ci_high": _num(hi[0]), "mean_loops": _num(ls / nn) if nn else None,

@@ -60,6 +60,7 @@ class ExitRule:
 
     @property
     def sweep_param(self) -> str:
+        """The parameter the threshold sweep varies (the first one)."""
         return next(iter(self.params))
 
 
@@ -74,6 +75,7 @@ def _runs_unchanged(answer: np.ndarray, present: np.ndarray) -> np.ndarray:
 
 
 def _entropy_diff(t: LoopTable, p: dict) -> np.ndarray:
+    """|H_T - H_prev| < delta (never at the first swept T)."""
     H = t.col("entropy")
     d = np.full(H.shape, np.nan)
     d[:, 1:] = np.abs(H[:, 1:] - H[:, :-1])  # Huginn: the entropy before the first step is 100
@@ -82,29 +84,35 @@ def _entropy_diff(t: LoopTable, p: dict) -> np.ndarray:
 
 
 def _lt(name: str, param: str) -> Callable[[LoopTable, dict], np.ndarray]:
+    """A rule that stops where column ``name`` is below parameter ``param``."""
     def stop(t: LoopTable, p: dict) -> np.ndarray:
+        """Where column ``name`` is below the parameter (NaN never stops)."""
         with np.errstate(invalid="ignore"):
             return t.col(name) < p[param]
     return stop
 
 
 def _kl_entropy(t: LoopTable, p: dict) -> np.ndarray:
+    """Loop-Think-Generalize: KL(p_T || p_prev) < eps and entropy < h."""
     with np.errstate(invalid="ignore"):
         return (t.col("kl_prev") < p["eps"]) & (t.col("entropy") < p["h"])
 
 
 def _confidence(t: LoopTable, p: dict) -> np.ndarray:
+    """The least confident answer token's max probability reaches q."""
     with np.errstate(invalid="ignore"):
         return t.col("confidence") >= p["q"]
 
 
 def _stable_argmax(t: LoopTable, p: dict) -> np.ndarray:
+    """The answer unchanged over the last k loop-count changes (Huginn's argmax-stability)."""
     if t.answer is None:
         raise MissingColumn("prediction")
     return _runs_unchanged(t.answer, t.present) >= int(p["k"])
 
 
 def _fixed(t: LoopTable, p: dict) -> np.ndarray:
+    """Stop at T for every example (T must be swept)."""
     T = int(p["T"])
     if T not in t.loops:
         raise BenchgenError(f"--exit-rule fixed:T={T}: T is not among the swept loops {t.loops.tolist()}")

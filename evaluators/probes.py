@@ -29,6 +29,7 @@ DEFINITION = ("share of rows whose top-1 token at the answer position after loop
 
 
 def _not_available(reason: str) -> dict:
+    """The probes section when it cannot be computed, with the reason."""
     return {"available": False, "reason": reason, "definition": DEFINITION}
 
 
@@ -132,6 +133,7 @@ def _split_shares(rows: pa.Table, lens: pa.Table, loops: list[int]) -> list[dict
 
 
 def _num(x) -> float | None:
+    """Plain float for JSON (NaN -> None)."""
     return None if np.isnan(x) else float(x)
 
 

@@ -95,6 +95,7 @@ class ReferenceAdapter(ModelAdapter):
 
     @torch.no_grad()
     def _predict_batch(self, n_in: np.ndarray, in_vals: np.ndarray, target: np.ndarray, Ts: list[int]):
+        """Greedy answers of one batch at every swept T (first token from the shared pass) and its statistics."""
         model, fmt, pad = self.model, self.fmt, self.vocab.pad_id
         B = len(n_in)
         width = int(n_in.max()) + max(fmt.max_answer, target.shape[1])

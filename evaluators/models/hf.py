@@ -69,6 +69,7 @@ class HFAdapter:
 
     def __init__(self, path, *, device: str = "cpu", loop_kwarg: str | None = None, loop_config: str | None = None,
                  trust_remote_code: bool = False, max_new_tokens: int | None = None):
+        """Load the checkpoint and tokenizer (local files only) and the loop knob."""
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -114,6 +115,7 @@ class HFAdapter:
             raise BenchgenError(f"model {self.name}: {what} failed ({_first_line(e)})") from None
 
     def _generate(self, enc, max_new: int, loops: int | None):
+        """One batched greedy generation with the loop knob at ``loops``."""
         return self._call("generate", lambda **kw: self.model.generate(
             **enc, max_new_tokens=max_new, do_sample=False, num_beams=1,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **kw), loops)

@@ -44,6 +44,7 @@ def _config_objects(model) -> list:
     seen: dict[int, object] = {}
 
     def visit(cfg, depth: int = 0) -> None:
+        """Collect ``cfg`` and the configs nested in it (bounded depth)."""
         if cfg is None or id(cfg) in seen or depth > 4 or not hasattr(cfg, "to_dict"):
             return
         seen[id(cfg)] = cfg

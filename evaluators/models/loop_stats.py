@@ -71,11 +71,13 @@ class LoopStats:
         self.prev: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
 
     def _mean(self, x: np.ndarray) -> np.ndarray:
+        """Mean over each row's answer positions (NaN for a row without any)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             out = np.where(self.valid, x, 0.0).sum(axis=1) / self.n_valid
         return np.where(self.n_valid > 0, out, np.nan)
 
     def _min(self, x: np.ndarray) -> np.ndarray:
+        """Min over each row's answer positions (NaN for a row without any)."""
         out = np.where(self.valid, x, np.inf).min(axis=1) if x.shape[1] else np.full(len(x), np.inf)
         return np.where(np.isfinite(out), out, np.nan)
 

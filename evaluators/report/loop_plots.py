@@ -18,10 +18,12 @@ from benchgen.evaluators.results import Results
 
 
 def _split_order(splits: list[str], emphasise: str) -> list[str]:
+    """Splits with the emphasised one first, others in their order."""
     return sorted(splits, key=lambda s: (s != emphasise, splits.index(s)))
 
 
 def _xy(points: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mean loops, accuracy) of sweep points on one split, sorted by mean loops."""
     e = [p["per_split"].get(split) for p in points]
     keep = [x for x in e if x and x.get("mean_loops") is not None and x.get("accuracy") is not None]
     xy = np.array(sorted((x["mean_loops"], x["accuracy"]) for x in keep), dtype=float).reshape(-1, 2)

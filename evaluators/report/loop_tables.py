@@ -12,17 +12,20 @@ Table = tuple[str, list[str], list[list]]
 
 
 def _f(x, digits: int = 3) -> str:
+    """A number for a table cell (dash when missing)."""
     if x is None:
         return "–"
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
 def _ci(e: dict) -> str:
+    """A Wilson / bootstrap interval for a table cell."""
     lo, hi = e.get("ci_low"), e.get("ci_high")
     return "–" if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"
 
 
 def _params(p: dict) -> str:
+    """Rule parameters as k=v text."""
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
 
 
