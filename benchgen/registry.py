@@ -7,6 +7,8 @@ names none of them::
     mytask = "my_package.my_task:TASK"       # a benchgen.task.Task value
     [project.entry-points."benchgen.adapters"]
     myscheme = "my_package.adapter:load"     # factory(arg, **options) -> adapter
+    [project.entry-points."benchgen.exit_rules"]
+    my-rule = "my_package.rules:RULE"        # a benchgen.evaluators.exit_rules.ExitRule value
 
 Built-in names (those of the benchgen distribution) win over a plugin that reuses one (the plugin
 is ignored, never silently swapped in).
@@ -24,6 +26,7 @@ from benchgen.errors import BenchgenError
 
 TASK_GROUP = "benchgen.tasks"
 ADAPTER_GROUP = "benchgen.adapters"
+EXIT_RULE_GROUP = "benchgen.exit_rules"
 DISTRIBUTION = "benchgen"
 
 # Optional third-party modules -> the extra that installs them (for one-line install hints).

@@ -52,6 +52,9 @@ def evaluate(dataset, predictions, *, splits: list[str] | None = None, allow_mis
     scored = score(ds, predictions, splits=splits, allow_missing=allow_missing, normalization=normalization)
     table = cells(scored)
     metrics = compute_metrics(table, scored, settings)
+    from benchgen.evaluators.probes import probe_metrics
+
+    metrics["probes"] = probe_metrics(ds, predictions, scored.splits)
     if model_name is None:
         model_name = Path(predictions).stem if isinstance(predictions, (str, Path)) else "model"
     model = {"name": model_name, **(model_metadata or {})}

@@ -54,6 +54,7 @@ class MetricSettings:
     loop_sampling: str | None = None  # "fixed" or "sampled" T in training (None: unknown)
     id_split: str = "test_id"
     depth_split: str = "test_depth"
+    exit_rules: tuple[str, ...] | None = None  # NAME[:k=v,...] rules to compare (None: every rule, defaults)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tau <= 1.0:
@@ -483,9 +484,16 @@ def compute_metrics(cells: pd.DataFrame, scored: Scored | None, settings: Metric
         "overthinking": overthinking(cells, settings),
         "depth_reach": depth_reach(cells, settings),
     }
+    from benchgen.evaluators.saturation import saturation
+
+    out["saturation"] = saturation(cells, scored, delta=settings.delta, bootstrap=settings.bootstrap,
+                                   seed=settings.bootstrap_seed)
     if scored is not None:
         out["margins"] = margins(scored)
         out["halting"] = halting(scored, settings)
         out["oracle_best_loop"] = oracle_best_loop(scored)
         out["t_first"] = t_first(scored)
+        from benchgen.evaluators.compute_accuracy import exit_rule_metrics
+
+        out["exit_rules"] = exit_rule_metrics(scored, settings.exit_rules, settings.trained_loops)
     return out

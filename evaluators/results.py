@@ -45,7 +45,7 @@ def _plain(x):
 
 # metrics sections compute_metrics always writes as objects; settings that are numbers
 _METRIC_SECTIONS = ("per_split", "depth_curve", "depth_extrapolation", "overthinking", "depth_reach", "margins",
-                    "halting", "oracle_best_loop", "t_first")
+                    "halting", "oracle_best_loop", "t_first", "exit_rules", "saturation", "probes")
 _NUMERIC_SETTINGS = ("tau", "delta", "bootstrap", "bootstrap_seed", "seed", "halt_kl", "halt_entropy", "primary_loops")
 
 

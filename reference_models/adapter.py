@@ -3,10 +3,13 @@
 :class:`ReferenceAdapter` implements the evaluators' model protocol
 (:class:`benchgen.evaluators.models.protocol.ModelAdapter`) by name, like every other adapter.
 
-Loops sweep in one pass: the first answer token of every example is read out after *every*
-iteration of a single forward pass of T_max = max(loops) iterations (norm -> head on the loop
-state at each t), which also gives, per iteration, the target-vs-best-other logit ``margin``, the
-``entropy`` of the answer distribution and ``kl_prev`` = KL(p_t || p_{t-1}) (null at t = 1).
+Loops sweep in one pass: one forward pass of T_max = max(loops) iterations over the query
+followed by the reference answer (teacher forcing; causal, so the query positions are unaffected)
+reads every iteration out (norm -> head on the loop state at each t). It gives each T's first
+answer token, the logit-lens readout ``lens_top1`` (that token as text), and the per-loop
+statistics over the whole answer (:mod:`benchgen.evaluators.models.loop_stats`: margin, entropy,
+KL to the previous swept T both ways, min-p KL, confidence, and ``latent_diff`` from the loop
+states), the same definitions the hf and torchscript adapters report.
 
 Multi-token answers (e.g. addition): greedy decoding must feed each T's own earlier tokens back,
 so after that shared first pass every requested T decodes its remaining tokens separately
@@ -26,26 +29,13 @@ import pyarrow as pa
 import torch
 
 from benchgen.errors import BenchgenError
+from benchgen.evaluators.models.loop_stats import STATS_KEY, LoopStats, definition_json
 from benchgen.evaluators.models.protocol import ModelAdapter
 from benchgen.reference_models import checkpoint as ckpt
 from benchgen.reference_models.data import AnswerFormat, _lengths
 from benchgen.vocab import list_array_from_matrix
 
-
-def _first_token_stats(logits: torch.Tensor, target: torch.Tensor | None):
-    """Per iteration (T, B): argmax, margin (needs target), entropy, KL to the previous iteration."""
-    logits = logits.double()
-    logp = torch.log_softmax(logits, -1)
-    p = logp.exp()
-    entropy = -(p * logp).sum(-1)
-    kl = torch.full_like(entropy, float("nan"))
-    kl[1:] = (p[1:] * (logp[1:] - logp[:-1])).sum(-1)
-    margin = None
-    if target is not None:
-        tgt = logits.gather(-1, target[None, :, None].expand(logits.shape[0], -1, 1)).squeeze(-1)
-        other = logits.scatter(-1, target[None, :, None].expand(logits.shape[0], -1, 1), float("-inf"))
-        margin = tgt - other.max(-1).values
-    return logits.argmax(-1), margin, entropy, kl
+UNKNOWN = 1 << 62  # a target id no vocabulary has: the position exists, the reference token is unknown
 
 
 def run_metadata(config: dict) -> dict:
@@ -77,21 +67,43 @@ class ReferenceAdapter(ModelAdapter):
         self.metadata = run_metadata(self.config)
 
     @torch.no_grad()
-    def _predict_batch(self, n_in: np.ndarray, in_vals: np.ndarray, target: torch.Tensor | None,
-                       Ts: list[int]):
+    def _readout(self, buf_t: torch.Tensor, target: np.ndarray, n_in: np.ndarray, Ts: list[int]):
+        """One teacher-forced pass over query + reference answer: the first answer token of every
+        iteration (T_max, B) and the per-loop statistics of the swept Ts over the whole answer."""
+        model = self.model
+        A = target.shape[1]
+        rows = np.arange(len(n_in))
+        known = (target[:, :-1] >= 0) & (target[:, :-1] < UNKNOWN)
+        r, c = np.nonzero(known)
+        tf = buf_t.clone()
+        tf[torch.from_numpy(r).to(self.device), torch.from_numpy(n_in[r] + c).to(self.device)] = \
+            torch.from_numpy(target[r, c]).to(self.device)
+        x = tf[:, :int(n_in.max()) + A - 1]
+        if model.cfg.conditioning == "loopformer":
+            per_t = torch.stack([model(x, loops=T) for T in range(1, max(Ts) + 1)])
+            states = None
+        else:
+            per_t, states = model(x, loops=max(Ts), readout="all", loop_states=True)
+        pos = torch.from_numpy(np.minimum(n_in[:, None] - 1 + np.arange(A)[None, :], x.shape[1] - 1)).to(self.device)
+        rr = torch.from_numpy(rows[:, None]).to(self.device)
+        first = per_t[:, rr[:, 0], pos[:, 0]].argmax(-1)
+        stats = LoopStats(target)
+        for T in Ts:
+            logp = torch.log_softmax(per_t[T - 1][rr, pos].double(), -1).cpu().numpy()
+            stats.add(logp, None if states is None else states[T - 1][rr, pos].double().cpu().numpy())
+        return first, stats.result()
+
+    @torch.no_grad()
+    def _predict_batch(self, n_in: np.ndarray, in_vals: np.ndarray, target: np.ndarray, Ts: list[int]):
+        """Greedy answers of one batch at every swept T (first token from the shared pass) and its statistics."""
         model, fmt, pad = self.model, self.fmt, self.vocab.pad_id
         B = len(n_in)
-        width = int(n_in.max()) + fmt.max_answer
+        width = int(n_in.max()) + max(fmt.max_answer, target.shape[1])
         buf = np.full((B, width), pad, dtype=np.int64)
         buf[np.arange(width)[None, :] < n_in[:, None]] = in_vals
         buf_t = torch.from_numpy(buf).to(self.device)
         last = torch.from_numpy(n_in - 1).to(self.device)
-        x = buf_t[:, :int(n_in.max())]
-        if model.cfg.conditioning == "loopformer":
-            per_t = torch.stack([model(x, loops=T, at=last) for T in range(1, max(Ts) + 1)])
-        else:
-            per_t = model(x, loops=max(Ts), readout="all", at=last)
-        first, margin, entropy, kl = _first_token_stats(per_t, target)
+        first, stats = self._readout(buf_t, target, n_in, Ts)
         preds = []
         for T in Ts:
             out = torch.full((B, fmt.max_answer), pad, dtype=torch.long, device=self.device)
@@ -106,15 +118,24 @@ class ReferenceAdapter(ModelAdapter):
                 out[:, j] = nxt
                 seq[rows, last + 1 + j] = nxt
             preds.append(out.cpu().numpy())
-        pick = np.asarray(Ts) - 1
-        stats = [None if t is None else t[pick].cpu().numpy() for t in (margin, entropy, kl)]
-        return np.stack(preds), stats  # (len(Ts), B, max_answer)
+        return np.stack(preds), stats  # (len(Ts), B, max_answer), name -> (len(Ts), B)
+
+    def _targets(self, tsrc: pa.Table, n: int) -> np.ndarray:
+        """(n, A) reference answer ids, -1 past each answer; UNKNOWN at the first position without targets."""
+        if "target_ids" in tsrc.column_names:
+            n_tg, tg_vals = _lengths(tsrc.column("target_ids"))
+            if not len(n_tg) or n_tg.min() >= 1:
+                A = max(int(n_tg.max()) if len(n_tg) else 1, 1)
+                out = np.full((n, A), -1, dtype=np.int64)
+                out[np.arange(A)[None, :] < n_tg[:, None]] = tg_vals
+                return out
+        return np.full((n, 1), UNKNOWN, dtype=np.int64)
 
     def predict(self, examples: pa.Table, loops: Sequence[int] | None, *, targets: pa.Table | None = None) -> pa.Table:
         """One row per (example, loop count), example-major; loops null when ``loops`` is None.
 
-        ``targets`` (``target_ids``) is read only to compute margins, never fed to the model;
-        without it, a ``target_ids`` column of ``examples`` is used (direct library calls).
+        ``targets`` (``target_ids``) is read only for teacher forcing the statistics, never for the
+        predictions; without it, a ``target_ids`` column of ``examples`` is used (direct library calls).
         """
         for col in ("id", "input_ids"):
             if col not in examples.column_names:
@@ -125,45 +146,34 @@ class ReferenceAdapter(ModelAdapter):
         n_all, vals_all = _lengths(examples.column("input_ids"))
         if len(n_all) and n_all.min() < 1:
             raise BenchgenError("reference adapter: an example has empty input_ids")
-        tsrc = targets if targets is not None else examples
-        has_tgt = "target_ids" in tsrc.column_names
-        if has_tgt:
-            n_tg, tg_vals = _lengths(tsrc.column("target_ids"))
-            first_tgt = tg_vals[np.concatenate([[0], np.cumsum(n_tg)[:-1]])] if len(n_tg) else tg_vals[:0]
-            if len(n_tg) and n_tg.min() < 1:
-                has_tgt = False
+        target = self._targets(targets if targets is not None else examples, len(n_all))
         starts = np.concatenate([[0], np.cumsum(n_all)])
-        pred_parts, stat_parts = [], []
-        for s in range(0, len(n_all), self.batch_size):
-            e = min(s + self.batch_size, len(n_all))
-            tgt = torch.from_numpy(first_tgt[s:e]).to(self.device) if has_tgt else None
-            p, st = self._predict_batch(n_all[s:e], vals_all[starts[s]:starts[e]], tgt, Ts)
-            pred_parts.append(p)
-            stat_parts.append(st)
         n, k = len(n_all), len(Ts)
-        if n == 0:
-            preds = np.zeros((k, 0, self.fmt.max_answer), np.int64)
-            stats = [np.zeros((k, 0)) for _ in range(3)]
-        else:
-            preds = np.concatenate(pred_parts, axis=1)
-            stats = [None if stat_parts[0][i] is None else np.concatenate([st[i] for st in stat_parts], axis=1)
-                     for i in range(3)]
-        flat = preds.transpose(1, 0, 2).reshape(n * k, -1)  # example-major rows
+        parts = [np.zeros((k, 0, self.fmt.max_answer), np.int64)]
+        stats: dict[str, list[np.ndarray]] = {}
+        for s in range(0, n, self.batch_size):
+            e = min(s + self.batch_size, n)
+            p, st = self._predict_batch(n_all[s:e], vals_all[starts[s]:starts[e]], target[s:e], Ts)
+            parts.append(p)
+            for name in set(stats) | set(st):
+                stats.setdefault(name, [np.full((k, s), np.nan)]).append(st.get(name, np.full((k, e - s), np.nan)))
+        flat = np.concatenate(parts, axis=1).transpose(1, 0, 2).reshape(n * k, -1)  # example-major rows
         if self.fmt.eos_id is not None:
             is_eos = flat == self.fmt.eos_id
             lengths = np.where(is_eos.any(1), is_eos.argmax(1), flat.shape[1])
         else:
             lengths = np.full(len(flat), self.fmt.fixed_len)
-        text = self.vocab.render(list_array_from_matrix(flat, lengths))
         cols = {"id": pa.array(np.repeat(np.asarray(examples.column("id").to_pylist(), dtype=object), k),
                                pa.string()),
-                "prediction": text,
+                "prediction": self.vocab.render(list_array_from_matrix(flat, lengths)),
                 "loops": pa.array(np.tile(Ts, n), pa.int32()) if loops else pa.nulls(n * k, pa.int32())}
-        for name, arr in zip(("margin", "entropy", "kl_prev"), stats):
-            if arr is not None:
-                v = arr.T.reshape(-1)
+        keep = None if loops else ("margin", "entropy", "confidence")  # no sweep: nothing compares loop counts
+        for name, parts in stats.items():
+            v = np.concatenate(parts, axis=1).T.reshape(-1)
+            if (keep is None or name in keep) and not np.isnan(v).all():
                 cols[name] = pa.array(v, pa.float64(), mask=np.isnan(v))
-        return pa.table(cols)
+        cols["lens_top1"] = self.vocab.render(list_array_from_matrix(flat[:, :1], np.ones(len(flat), np.int64)))
+        return pa.table(cols).replace_schema_metadata({STATS_KEY: definition_json().encode()})
 
 
 def load_adapter(arg: str, device: str = "cpu", batch_size: int = 256, **_options) -> ReferenceAdapter:

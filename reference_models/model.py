@@ -255,7 +255,8 @@ class LoopedTransformer(nn.Module):
     # --- forward ----------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor, loops: int | None = None, readout: str = "last",
                 backprop_last: int = 0, at: torch.Tensor | None = None, return_state: bool = False,
-                row_loops: torch.Tensor | None = None, route: list[float] | None = None):
+                row_loops: torch.Tensor | None = None, route: list[float] | None = None,
+                loop_states: bool = False):
         """Logits ``(B, L, V)`` (``readout="last"``) or ``(T, B, L, V)`` after every iteration ("all").
 
         ``at`` (B,) returns only one position per row: ``(B, V)`` / ``(T, B, V)``.
@@ -264,6 +265,8 @@ class LoopedTransformer(nn.Module):
         ``row_loops`` (B,): each row stops at its own T (Parcae's T per sequence; T = the max);
         with ``backprop_last=m`` each row gets gradients through its own last m iterations.
         ``route``: LoopFormer step sizes (summing to 1) instead of T uniform steps of 1/T.
+        ``loop_states`` (with ``readout="all"``): also return the loop state ``h`` after every iteration,
+        ``(T, B, L, D)`` (``(T, B, D)`` with ``at``), e.g. for latent-diff exit rules and probes.
         """
         cfg = self.cfg
         if route is not None:
@@ -295,7 +298,7 @@ class LoopedTransformer(nn.Module):
         if route is not None:
             times = [float(sum(route[:t])) for t in range(T)]
         grad_on = torch.is_grad_enabled()
-        outs, y, y_exit = [], None, None
+        outs, y, y_exit, states = [], None, None, []
         for t in range(T):
             want = readout == "all" or t == T - 1
             fuse = (not want and not per_row and cfg.injection == "none" and cfg.conditioning == "none"
@@ -315,7 +318,11 @@ class LoopedTransformer(nn.Module):
                     y_exit = y  # fuse is off per row, so y is normalised for the exit
             if want:
                 outs.append(self.readout(h, y, at))
+                if loop_states:
+                    states.append(h if at is None else h[torch.arange(h.shape[0], device=h.device), at])
             if is_exit:
                 y = None  # y was normalised for the readout, not for the next iteration
         logits = outs[-1] if readout == "last" else torch.stack(outs)
+        if loop_states:
+            return logits, torch.stack(states)
         return (logits, h) if return_state else logits

@@ -11,7 +11,8 @@ Layers, top to bottom (README: Layout)::
 
 An import only ever points down (or within its own layer); tasks never import evaluators or
 models; evaluators never import tasks or models; reference models use only the evaluators'
-model protocol. Imports inside functions count as much as module-level ones. Plugins and
+model protocol (and the statistics every adapter reports by one definition, ``loop_stats``).
+Imports inside functions count as much as module-level ones. Plugins and
 built-ins are found by name through entry points (``benchgen.registry``), never by import.
 """
 
@@ -46,7 +47,8 @@ ALLOWED = {
     "pipeline": {"pipeline", "tasks", "evaluators", CORE},
     "tasks": {"tasks", CORE},
     "evaluators": {"evaluators", CORE},
-    "reference_models": {"reference_models", "benchgen.evaluators.models.protocol", CORE},
+    "reference_models": {"reference_models", "benchgen.evaluators.models.protocol",
+                         "benchgen.evaluators.models.loop_stats", CORE},
     CORE: {CORE},
 }
 CLICK_ONLY_IN = "benchgen.cli"  # nothing below the CLI knows click

@@ -33,7 +33,7 @@ def test_results_json_round_trip(sweep_results, tmp_path):
                          "cells", "metrics", "settings"}
     assert set(data["metrics"]) == {"primary_loops", "per_split", "depth_curve", "depth_extrapolation",
                                     "overthinking", "margins", "halting", "oracle_best_loop",
-                                    "depth_reach", "t_first"}
+                                    "depth_reach", "t_first", "exit_rules", "saturation", "probes"}
     assert data["model"] == {"name": "toy-model", "params": "1M"}
     assert len(data["dataset"]["fingerprint"]) == 64 and data["dataset"]["task"] == "toy"
     assert set(data["cells"][0]) == {"split", "depth", "loops", "n", "correct", "accuracy", "ci_low", "ci_high"}
@@ -79,7 +79,8 @@ def test_write_outputs_plots_html_and_atomicity(sweep_results, tmp_path):
     names = {p.name for p in out.iterdir()}
     assert names == {"results.json", "report.md", "report.html", "plots", ".benchgen.json"}
     pngs = sorted(p.name for p in (out / "plots").iterdir())
-    assert pngs == ["accuracy_vs_depth.png", "depth_loops_heatmap.png", "margin_vs_iteration.png"]
+    assert pngs == ["accuracy_vs_depth.png", "compute_accuracy.png", "depth_loops_heatmap.png",
+                    "margin_vs_iteration.png"]
     for p in (out / "plots").iterdir():
         data = p.read_bytes()
         assert data.startswith(PNG) and len(data) > 5000
@@ -89,7 +90,7 @@ def test_write_outputs_plots_html_and_atomicity(sweep_results, tmp_path):
         assert heading in md
     assert md.count("| test_depth | 3 |") >= 1
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and "<table>" in html
+    assert html.count("data:image/png;base64,") == 4 and "<table>" in html
     assert Results.from_json(out / "results.json").to_json() == sweep_results.to_json()
     with pytest.raises(BenchgenError, match="already exists and holds a benchgen results directory"):
         write_outputs(sweep_results, out)
@@ -101,7 +102,7 @@ def test_write_outputs_plots_html_and_atomicity(sweep_results, tmp_path):
 def test_rerender_and_no_loops_plots(sweep_results, tmp_path):
     path = sweep_results.save(tmp_path / "x" / "results.json")
     written = rerender(path, html=True)
-    assert {p.name for p in written} == {"report.md", "report.html", "accuracy_vs_depth.png",
+    assert {p.name for p in written} == {"report.md", "report.html", "accuracy_vs_depth.png", "compute_accuracy.png",
                                          "depth_loops_heatmap.png", "margin_vs_iteration.png"}
     assert all(p.exists() and p.stat().st_size > 0 for p in written)
     d = toy_dataset(tmp_path / "t", {"test_id": [1, 2]})

@@ -50,6 +50,9 @@ MODEL_RUN = options(
     click.option("--limit", type=int, default=None, help="with --model: only the first N examples of each split"),
     click.option("--loop-kwarg", default=None, metavar="NAME",
                  help="with --model hf:/torchscript:: pass the loop count to the model as NAME=T (e.g. num_steps)"),
+    click.option("--loop-config", default=None, metavar="NAME",
+                 help="with --model hf:: set the model's config field NAME (nested text configs too) to T for each "
+                      "loop count, restored after (e.g. loop_num_passes)"),
     click.option("--device", default=None, metavar="cpu|cuda", help="with --model: device to run on [default: cpu]"),
     click.option("--trust-remote-code", is_flag=True,
                  help="with --model hf:: allow model code shipped in the local checkpoint directory"),
@@ -77,6 +80,10 @@ METRICS = options(
                  help="halting rule: entropy below this"),
     click.option("--primary-loops", type=int, default=None,
                  help="loops for per-split/depth metrics [default: largest]"),
+    click.option("--exit-rule", "exit_rules", multiple=True, metavar="NAME[:K=V,...]",
+                 help="exit rule to compare on a loop sweep, with its parameters and a threshold sweep (repeatable): "
+                      "kl-entropy, kl, minp-kl, entropy, entropy-diff, latent-diff, stable-argmax, confidence, fixed, "
+                      "or a plugin's [default: every rule at its default thresholds]"),
 )
 OUTPUT = options(
     click.option("--model-name", default=None, help="model name recorded in results.json [default: file stem]"),
@@ -106,8 +113,14 @@ def _settings(o: dict):
                   {"--bootstrap": (o["bootstrap"], 0, MAX_BOOTSTRAP), "--bootstrap-seed": (o["bootstrap_seed"], 0, MAX_SEED),
                    "--batch-size": (o["batch_size"], 1, 1 << 16), "--limit": (o["limit"], 1, 1 << 40),
                    "--primary-loops": (o["primary_loops"], 1, 1 << 16)})
+    rules = tuple(o["exit_rules"]) or None
+    if rules:
+        from benchgen.evaluators.compute_accuracy import selected_rules
+
+        selected_rules(rules)  # unknown rules and bad thresholds: one line before any work
     return MetricSettings(tau=o["tau"], delta=o["delta"], bootstrap=o["bootstrap"], bootstrap_seed=o["bootstrap_seed"],
-                          halt_kl=o["halt_kl"], halt_entropy=o["halt_entropy"], primary_loops=o["primary_loops"])
+                          halt_kl=o["halt_kl"], halt_entropy=o["halt_entropy"], primary_loops=o["primary_loops"],
+                          exit_rules=rules)
 
 
 def _quiet_hf() -> None:
@@ -142,9 +155,14 @@ def _check_sources(o: dict) -> None:
     sources = sum(x is not None and x != () for x in (o["predictions"], o["model_spec"], o["lm_eval_samples"] or None))
     if sources != 1:
         fail("evaluate: give exactly one of --predictions FILE, --model SPEC or --lm-eval-samples DIR")
-    if o["model_spec"] is None and (o["model_loops"] or o["limit"] or o["loop_kwarg"] or o["device"]
-                                    or o["trust_remote_code"]):
-        fail("evaluate: --loops, --limit, --loop-kwarg, --device and --trust-remote-code need --model SPEC")
+    if o["model_spec"] is None and (o["model_loops"] or o["limit"] or o["loop_kwarg"] or o["loop_config"]
+                                    or o["device"] or o["trust_remote_code"]):
+        fail("evaluate: --loops, --limit, --loop-kwarg, --loop-config, --device and --trust-remote-code need "
+             "--model SPEC")
+    if o["loop_kwarg"] and o["loop_config"]:
+        fail("--loop-config and --loop-kwarg: give one loop knob, not both")
+    if o["exit_rules"] and o["model_spec"] is not None and len(loops(o["model_loops"]) or []) < 2:
+        fail("--exit-rule: needs a loop sweep (--loops with two or more loop counts)")
 
 
 def _predict(dataset_dir: str, o: dict):
@@ -157,7 +175,8 @@ def _predict(dataset_dir: str, o: dict):
     return predict_for_evaluation(
         dataset_dir, model=o["model_spec"], lm_eval_samples=o["lm_eval_samples"], splits=split_list(o["splits"]),
         loops=loops(o["model_loops"]), batch_size=o["batch_size"], limit=o["limit"], progress=show,
-        device=o["device"], loop_kwarg=o["loop_kwarg"], trust_remote_code=o["trust_remote_code"])
+        device=o["device"], loop_kwarg=o["loop_kwarg"], loop_config=o["loop_config"],
+        trust_remote_code=o["trust_remote_code"])
 
 
 @click.command("evaluate")
@@ -177,6 +196,8 @@ def evaluate_cmd(dataset_dir: str, **o) -> None:
       benchgen evaluate data/khop --predictions preds.parquet --model-name oracle --out eval/oracle
       benchgen evaluate data/khop --model hf:./ckpt --batch-size 64 --out eval/ckpt
       benchgen evaluate data/khop --model hf:./huginn --loop-kwarg num_steps --loops 1-16 --out eval/h
+      benchgen evaluate data/khop --model hf:./inkling --loop-config loop_num_passes --loops 1-8 \
+        --exit-rule kl --exit-rule stable-argmax:k=2 --out eval/ink
       benchgen evaluate data/khop --lm-eval-samples lm-out/ --out eval/lm
     """
     from benchgen.atomic import check_target

@@ -15,10 +15,13 @@ import pyarrow as pa
 #   id: string              example id from the dataset
 #   prediction: string      answer text (or list<int32> token ids)
 #   loops: int32            test-time iteration count (null / absent for models without loops)
-#   margin: float64         target logit minus best other logit (optional)
-#   entropy: float64        entropy of the answer distribution at this iteration (optional)
-#   kl_prev: float64        KL(p_t || p_{t-1}) vs the previous iteration (optional)
-PREDICTION_COLUMNS = ("id", "prediction", "loops", "margin", "entropy", "kl_prev")
+#   margin, entropy, kl_prev, kl_from_prev, minp_kl, confidence, latent_diff: float64, optional
+#                           per-loop statistics over the whole answer (evaluators/models/loop_stats.py
+#                           defines each; margin = min over answer tokens of target minus best other logit)
+#   lens_top1: string       the model's top-1 next token at the answer position read out after this
+#                           loop count (logit lens), as text (optional; per-loop probes of khop)
+LOOP_STAT_COLUMNS = ("margin", "entropy", "kl_prev", "kl_from_prev", "minp_kl", "confidence", "latent_diff")
+PREDICTION_COLUMNS = ("id", "prediction", "loops", *LOOP_STAT_COLUMNS, "lens_top1")
 
 
 @runtime_checkable

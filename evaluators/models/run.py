@@ -16,13 +16,17 @@ import pyarrow.compute as pc
 
 from benchgen.dataset import Dataset
 from benchgen.errors import BenchgenError
+from benchgen.evaluators.models.loop_stats import STATS_KEY
+from benchgen.evaluators.models.protocol import LOOP_STAT_COLUMNS
 
-OPTIONAL_FLOATS = ("margin", "entropy", "kl_prev")
+OPTIONAL_FLOATS = LOOP_STAT_COLUMNS
+OPTIONAL_TEXT = ("lens_top1",)
 PREDICTIONS_SCHEMA = pa.schema([
     pa.field("id", pa.string(), nullable=False),
     pa.field("prediction", pa.string()),
     pa.field("loops", pa.int32()),
     *[pa.field(c, pa.float64()) for c in OPTIONAL_FLOATS],
+    *[pa.field(c, pa.string()) for c in OPTIONAL_TEXT],
 ])
 # The only columns a model is handed: nothing answer-bearing (answer, target_ids, bridges, ...).
 MODEL_VISIBLE = ("id", "prompt", "input_ids")
@@ -30,8 +34,8 @@ MODEL_VISIBLE = ("id", "prompt", "input_ids")
 TARGET_COLUMNS = ("target_ids", "answer")
 # Context every factory may ask for by naming it as a keyword parameter.
 CONTEXT_OPTIONS = ("vocab", "dataset")
-FLAG_NAMES = {"device": "--device", "loop_kwarg": "--loop-kwarg", "trust_remote_code": "--trust-remote-code",
-              "max_new_tokens": "--max-new-tokens"}
+FLAG_NAMES = {"device": "--device", "loop_kwarg": "--loop-kwarg", "loop_config": "--loop-config",
+              "trust_remote_code": "--trust-remote-code", "max_new_tokens": "--max-new-tokens"}
 
 
 def _factory(spec: str):
@@ -128,7 +132,11 @@ def validate_output(out, batch: pa.Table, counts: list[int | None], name: str, v
                 raise BenchgenError(f"model {name}: output {c!r} must be numbers, got {out.column(c).type}") from None
         else:
             cols[c] = pa.nulls(out.num_rows, pa.float64())
-    return pa.table(cols, schema=PREDICTIONS_SCHEMA)
+    for c in OPTIONAL_TEXT:
+        have = c in out.column_names and pa.types.is_string(out.column(c).type)
+        cols[c] = out.column(c) if have else pa.nulls(out.num_rows, pa.string())
+    meta = {STATS_KEY: out.schema.metadata[STATS_KEY]} if STATS_KEY in (out.schema.metadata or {}) else None
+    return pa.table(cols, schema=PREDICTIONS_SCHEMA if meta is None else PREDICTIONS_SCHEMA.with_metadata(meta))
 
 
 def default_splits(dataset: Dataset) -> list[str]:
@@ -173,9 +181,11 @@ def run_model(dataset: Dataset, adapter, *, splits: Sequence[str] | None = None,
                     out = adapter.predict(visible, None if loops is None else list(counts))
                 parts.append(validate_output(out, visible, counts, adapter.name, dataset.vocab))
                 bar.update(batch.num_rows)
+    meta = next((p.schema.metadata for p in parts if p.schema.metadata), None)
+    parts = [p.replace_schema_metadata(None) for p in parts]
     table = pa.concat_tables(parts) if parts else PREDICTIONS_SCHEMA.empty_table()
-    drop = [c for c in OPTIONAL_FLOATS if table.column(c).null_count == table.num_rows]
-    return table.drop_columns(drop)
+    drop = [c for c in OPTIONAL_FLOATS + OPTIONAL_TEXT if table.column(c).null_count == table.num_rows]
+    return table.drop_columns(drop).replace_schema_metadata(meta)
 
 
 def predict_for_evaluation(dataset_dir, *, model: str | None = None, lm_eval_samples=None,
@@ -209,4 +219,9 @@ def predict_for_evaluation(dataset_dir, *, model: str | None = None, lm_eval_sam
             "limit": limit, "batch_size": batch_size,
             **{k: v for k, v in adapter_options.items() if v is not None and v is not False},
             **dict(getattr(adapter, "metadata", None) or {})}  # e.g. reference runs: trained_loops
+    definition = (preds.schema.metadata or {}).get(STATS_KEY)
+    if definition:  # which per-loop statistics the margin / entropy / KL columns hold
+        import json
+
+        meta["loop_stats"] = json.loads(definition)
     return ds, preds, run_splits, meta

@@ -7,7 +7,10 @@ last real position, so a causal model never sees padding. Decoding is greedy for
 answer budget: the fixed answer length when every answer has one length, else the longest
 answer + 1 tokens, stopping at ``<eos>`` (never a row's own answer length, which would give the
 answer's length away); the ids are rendered with the dataset vocabulary. With
-``loop_kwarg=NAME`` the loop count is passed as ``forward(ids, NAME=T)``.
+``loop_kwarg=NAME`` the loop count is passed as ``forward(ids, NAME=T)`` (refused when the logits
+of the first batch are identical at the smallest and largest T). Per loop count, one teacher-forced
+pass over query + reference answer gives the statistics over the whole answer (:mod:`.loop_stats`)
+and, for single-token answers, the logit-lens readout ``lens_top1``.
 """
 
 from __future__ import annotations
@@ -19,14 +22,18 @@ import numpy as np
 import pyarrow as pa
 
 from benchgen.errors import BenchgenError
-from benchgen.evaluators.models import first_step_stats, loop_counts, predictions_table, require_path
+from benchgen.evaluators.models import loop_counts, predictions_table, require_path
+from benchgen.evaluators.models.loop_knob import KwargKnob, check_effect
+from benchgen.evaluators.models.loop_stats import LoopStats
 from benchgen.vocab import EOS, Vocab, list_array_from_matrix
 
 
-def _padded(col: pa.ChunkedArray | pa.Array, width: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded (B, width) int64 matrix of a list<int> column, plus the row lengths."""
+def _padded(col: pa.ChunkedArray | pa.Array, width: int | None, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded (B, width) int64 matrix of a list<int> column (width None: the longest row), and the lengths."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     lengths = np.diff(np.asarray(arr.offsets))
+    if width is None:
+        width = max(int(lengths.max()) if len(lengths) else 1, 1)
     flat = np.asarray(arr.flatten(), dtype=np.int64)
     out = np.full((len(arr), width), pad, dtype=np.int64)
     mask = np.arange(width)[None, :] < lengths[:, None]
@@ -86,6 +93,7 @@ class TorchScriptAdapter:
         self.name = f"torchscript:{path.name}"
         self.supports_loops = loop_kwarg is not None
         self.eos = vocab.id(EOS) if EOS in vocab.tokens else -1
+        self.knob_checked = False
 
     def _logits(self, ids, loops: int | None):
         torch = self.torch
@@ -115,7 +123,7 @@ class TorchScriptAdapter:
         tsrc = targets if targets is not None else examples
         if "target_ids" not in tsrc.column_names:
             raise BenchgenError(f"model {self.name}: needs targets (target_ids) for its decode budget")
-        tgt, tlen = _padded(tsrc.column("target_ids"), 1, -1)
+        _, tlen = _padded(tsrc.column("target_ids"), None, -1)
         if self.budget is not None:
             tlen = np.full(len(tlen), self.budget, dtype=tlen.dtype)
         steps = max(int(tlen.max()), 1) if len(tlen) else 1
@@ -123,7 +131,8 @@ class TorchScriptAdapter:
         lmax = int(np.diff(np.asarray(inp_col.combine_chunks().offsets)).max()) if examples.num_rows else 0
         base, lengths = _padded(inp_col, lmax + steps, self.vocab.pad_id)
         rows = np.arange(examples.num_rows)
-        texts, log_probs = [], []
+        stats, lens = self._stats(base, lengths, tsrc, counts)
+        texts = []
         for t in counts:
             buf = torch.from_numpy(base.copy()).to(self.device)
             cur = lengths.copy()
@@ -133,10 +142,7 @@ class TorchScriptAdapter:
             with torch.inference_mode():
                 for s in range(steps):
                     logits = self._logits(buf[:, : lmax + s], t)
-                    last = logits[torch.from_numpy(rows), torch.from_numpy(cur - 1)]
-                    if s == 0:
-                        log_probs.append(torch.log_softmax(last, dim=-1).cpu().numpy())
-                    nxt = last.argmax(dim=-1).cpu().numpy()
+                    nxt = logits[torch.from_numpy(rows), torch.from_numpy(cur - 1)].argmax(dim=-1).cpu().numpy()
                     active = ~done & (s < tlen)
                     stop = active & (nxt == self.eos)
                     write = active & ~stop
@@ -147,8 +153,37 @@ class TorchScriptAdapter:
                         torch.from_numpy(nxt).to(self.device)
                     cur = cur + write
             texts.append(self.vocab.render(list_array_from_matrix(out, gen_len)))
-        stats = first_step_stats(log_probs, tgt[:, 0])
-        return predictions_table(examples.column("id").combine_chunks(), texts, counts, stats)
+        table = predictions_table(examples.column("id").combine_chunks(), texts, counts, stats)
+        return table.append_column("lens_top1", pa.concat_arrays(lens)) if lens else table
+
+    def _stats(self, base: np.ndarray, lengths: np.ndarray, tsrc: pa.Table, counts: list[int | None]):
+        """Per-loop statistics from one teacher-forced pass per T over query + reference answer, and the
+        logit-lens top-1 at the answer position (single-token answers, with a loop knob)."""
+        torch = self.torch
+        target, tlen = _padded(tsrc.column("target_ids"), None, -1)
+        A = target.shape[1]
+        B = len(lengths)
+        width = int(lengths.max()) + A - 1 if B else 1
+        tf = np.full((B, max(width, 1)), self.vocab.pad_id, dtype=np.int64)
+        tf[:, : min(base.shape[1], tf.shape[1])] = base[:, : tf.shape[1]]
+        a_row, a_col = np.nonzero(np.arange(A - 1)[None, :] < (tlen - 1)[:, None])
+        tf[a_row, lengths[a_row] + a_col] = target[a_row, a_col]
+        pos = torch.from_numpy(np.clip(lengths[:, None] - 1 + np.arange(A)[None, :], 0, tf.shape[1] - 1))
+        stats, firsts, lens = LoopStats(target), [], []
+        rows = torch.arange(B)[:, None]
+        with torch.inference_mode():
+            for t in counts:
+                logp = torch.log_softmax(self._logits(torch.from_numpy(tf).to(self.device), t)[rows, pos], -1)
+                logp = logp.cpu().numpy()
+                stats.add(logp)
+                firsts.append(logp[:, 0])
+                if self.loop_kwarg is not None and A == 1:
+                    lens.append(self.vocab.render(list_array_from_matrix(logp[:, 0].argmax(-1)[:, None], np.ones(B, int))))
+        if self.loop_kwarg is not None and counts != [None] and not self.knob_checked:
+            lo, hi = int(np.argmin(counts)), int(np.argmax(counts))
+            check_effect(KwargKnob(self.loop_kwarg), counts[lo], counts[hi], firsts[lo], firsts[hi])
+            self.knob_checked = True
+        return stats.result(swept=counts != [None]), lens
 
 
 def answer_budget(dataset) -> int | None:

@@ -180,4 +180,6 @@ def write_plots(results: Results, plot_dir: Path) -> list[Path]:
     made = [plot_accuracy_vs_depth(results, plot_dir / "accuracy_vs_depth.png"),
             plot_depth_loops_heatmap(results, plot_dir / "depth_loops_heatmap.png"),
             plot_margins(results, plot_dir / "margin_vs_iteration.png")]
-    return [p for p in made if p is not None]
+    from benchgen.evaluators.report.loop_plots import write_loop_plots
+
+    return [p for p in made if p is not None] + write_loop_plots(results, plot_dir)

@@ -123,7 +123,9 @@ def tables(results: Results) -> list[Table]:
                     ["split", "depth", *[f"T={t}" if t is not None else "margin" for t in loops], "peak T"],
                     [[s, r["depth"], *[_fmt(v) for v in r["mean_margin"]], _fmt(r["peak_loops"])]
                      for s, rows in mg["per_split"].items() for r in rows]))
-    return out
+    from benchgen.evaluators.report.loop_tables import loop_tables
+
+    return out + loop_tables(results)
 
 
 def _header_lines(results: Results) -> list[tuple[str, str]]:
@@ -170,7 +172,8 @@ def render_markdown(results: Results, plot_files: list[str] | None = None) -> st
 
 
 PLOT_TITLES = {"accuracy_vs_depth": "Accuracy vs depth", "depth_loops_heatmap": "Accuracy by depth × loops",
-               "margin_vs_iteration": "Logit margin vs iteration"}
+               "margin_vs_iteration": "Logit margin vs iteration", "compute_accuracy": "Compute vs accuracy (exit rules)",
+               "probes_heatmap": "Per-loop probes (logit lens)"}
 
 
 def _code(escaped: str) -> str:

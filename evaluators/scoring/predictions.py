@@ -2,7 +2,8 @@
 
 A predictions table has one row per (example, loop count): ``id`` (string), ``prediction``
 (answer text, or token ids as list<int32>), optional ``loops`` (int32, test-time iterations),
-optional ``margin`` / ``entropy`` / ``kl_prev`` (float64). Validation turns every problem into
+optional per-loop statistics ``margin`` / ``entropy`` / ``kl_prev`` / ``kl_from_prev`` / ``minp_kl`` /
+``confidence`` / ``latent_diff`` (float64) and the logit-lens readout ``lens_top1`` (string). Validation turns every problem into
 one clear line naming the file and column; checks that need the dataset (unknown ids,
 duplicate (id, loops), missing ids) happen in :mod:`evaluators.scoring`.
 """
@@ -18,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from benchgen.errors import BenchgenError
-from benchgen.evaluators.models.protocol import PREDICTION_COLUMNS
+from benchgen.evaluators.models.protocol import LOOP_STAT_COLUMNS, PREDICTION_COLUMNS
 
-FLOAT_COLUMNS = ("margin", "entropy", "kl_prev")
+FLOAT_COLUMNS = LOOP_STAT_COLUMNS
 # where benchgen records the dataset a predictions file was made for
 FINGERPRINT_KEY = b"benchgen.dataset_fingerprint"
 FINGERPRINT_COLUMN = "dataset_fingerprint"
@@ -204,6 +205,11 @@ def validate_predictions(table: pa.Table, source: str = "predictions") -> pa.Tab
             raise BenchgenError(f"{where} column '{name}': {inf} infinite value(s); give finite numbers "
                                 f"(or null when unknown)")
         out[name] = col
+    if "lens_top1" in table.column_names:  # the logit-lens readout (text) of per-loop probes
+        lens = _column(table, "lens_top1")
+        if not (_is_text(lens.type) or pa.types.is_null(lens.type)):
+            raise BenchgenError(f"{where} column 'lens_top1': expected string, got {lens.type}")
+        out["lens_top1"] = lens.cast(pa.string())
     ordered = [c for c in PREDICTION_COLUMNS if c in out]
     return pa.table({c: out[c] for c in ordered})
 

@@ -70,6 +70,7 @@ class Scored:
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # margin/entropy/kl_prev (NaN = null)
     coverage: dict = field(default_factory=dict)
     token_ids: bool = False
+    row_answer: np.ndarray | None = None  # uint64 hash of each row's normalised prediction (stable-argmax)
 
     @property
     def n_examples(self) -> int:
@@ -234,7 +235,7 @@ def score(dataset, predictions, *, splits: list[str] | None = None, allow_missin
     coverage["normalization"] = norm.to_json(scan.token_ids)
     scored = Scored(splits=list(splits), example_split=example_split, example_depth=scan.answers.depths(codes),
                     row_example=kept.row_example, row_loops=row_loops, correct=kept.correct, extras=kept.extras,
-                    coverage=coverage, token_ids=scan.token_ids)
+                    coverage=coverage, token_ids=scan.token_ids, row_answer=kept.answer)
     if row_loops is not None:
         scored.__dict__["loop_codes"] = (loop_values, loop_code)  # computed above; seed the cache
     return scored
@@ -276,6 +277,7 @@ class _Kept:
     extras: dict
     ignored: int
     n_examples: int
+    answer: np.ndarray | None = None
 
 
 def _scored_rows(scan: _ScanResult, n_splits: int, codes: list[int]) -> _Kept:
@@ -295,13 +297,14 @@ def _scored_rows(scan: _ScanResult, n_splits: int, codes: list[int]) -> _Kept:
     row_example = scan.gidx
     row_example -= shift[row_split]
     scan.row_split = scan.gidx = None
-    correct, row_loops, extras = scan.correct, scan.loops, scan.extras
+    correct, row_loops, extras, answer = scan.correct, scan.loops, scan.extras, scan.answer
     if n_ignored:
         row_example = row_example[keep]
         correct = correct[keep]
         row_loops = row_loops[keep] if row_loops is not None else None
         extras = {k: v[keep] for k, v in extras.items()}
-    return _Kept(row_example, correct, row_loops, extras, n_ignored, offset)
+        answer = answer[keep]
+    return _Kept(row_example, correct, row_loops, extras, n_ignored, offset, answer)
 
 
 def _check_coverage(out: dict, splits: list[str], example_split: np.ndarray, per_example: np.ndarray,
@@ -349,6 +352,7 @@ class _ScanResult:
     unknown: int                      # rows whose id is not in the dataset
     unknown_examples: list[str]       # the first three such ids, in prediction order
     answers: _Answers
+    answer: np.ndarray | None = None  # uint64 hash of each row's normalised prediction
 
 
 def _scan(ds, batches, rows_of, wanted: set[int] | None, norm: Normalization) -> _ScanResult:
@@ -359,7 +363,7 @@ def _scan(ds, batches, rows_of, wanted: set[int] | None, norm: Normalization) ->
     """
     sizes = rows_of.sizes
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    parts: dict[str, list] = {"gidx": [], "split": [], "correct": [], "loops": []}
+    parts: dict[str, list] = {"gidx": [], "split": [], "correct": [], "loops": [], "answer": []}
     extra_parts: dict[str, list] = {}
     n_rows, unknown, examples = 0, 0, []
     answers = None
@@ -393,6 +397,7 @@ def _scan(ds, batches, rows_of, wanted: set[int] | None, norm: Normalization) ->
         parts["gidx"].append(g)
         parts["split"].append(split.astype(np.int16 if len(sizes) < 2**15 else np.int64))
         parts["correct"].append(correct)
+        parts["answer"].append(answer_hash(pred, norm))
         if "loops" in batch.column_names:
             parts["loops"].append(one_chunk(batch.column("loops")).to_numpy().astype(np.int32, copy=False))
         for name in FLOAT_COLUMNS:
@@ -409,9 +414,11 @@ def _scan(ds, batches, rows_of, wanted: set[int] | None, norm: Normalization) ->
     row_split = concat_arrays(parts.pop("split"), np.int16 if len(sizes) < 2**15 else np.int64)
     correct = concat_arrays(parts.pop("correct"), bool)
     loops = concat_arrays(parts.pop("loops"), np.int32) if parts["loops"] else None
+    answer = concat_arrays(parts.pop("answer"), np.uint64)
     extras = {name: concat_arrays(extra_parts.pop(name), np.float64) for name in FLOAT_COLUMNS if name in extra_parts}
     return _ScanResult(sizes=sizes, gidx=gidx, row_split=row_split, correct=correct, loops=loops, extras=extras,
-                       token_ids=answers.token_ids, unknown=unknown, unknown_examples=examples, answers=answers)
+                       token_ids=answers.token_ids, unknown=unknown, unknown_examples=examples, answers=answers,
+                       answer=answer)
 
 
 def _batch_rows(parts: dict[str, list]) -> list[int]:
@@ -490,6 +497,23 @@ class _Answers:
                 self.ds.table(self.ds.splits[c], columns=self.needed)
             parts.append(got[0])
         return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+
+def answer_hash(pred: pa.Array, norm: Normalization) -> np.ndarray:
+    """uint64 hash per row of the normalised prediction (text) or of the token ids, so that rows with
+    the same answer share a hash (stable-argmax compares answers across loop counts)."""
+    if pa.types.is_list(pred.type) or pa.types.is_large_list(pred.type):
+        off = pred.offsets.to_numpy().astype(np.int64)
+        vals = pred.values.to_numpy()[off[0]:off[-1]].astype(np.uint64) if len(pred.values) else np.zeros(0, np.uint64)
+        lens = np.diff(off)
+        pos = np.arange(len(vals)) - np.repeat(off[:-1] - off[0], lens)
+        with np.errstate(over="ignore"):
+            mixed = (vals + np.uint64(1)) * (np.uint64(0x9E3779B97F4A7C15) ^ (pos.astype(np.uint64) * np.uint64(1099511628211)))
+            h = np.zeros(len(pred), dtype=np.uint64)
+            np.add.at(h, np.repeat(np.arange(len(pred)), lens), mixed)
+            return h ^ (lens.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9))
+    text = norm.apply(pred) if not norm.trivial else pred
+    return pd.util.hash_array(np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)).astype(np.uint64)
 
 
 def _compare_text_rows(pred: pa.Array, answer: pa.Array, norm: Normalization) -> np.ndarray:
