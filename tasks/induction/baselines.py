@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from benchgen.schema import string_array
-from benchgen.tasks.baselines import Baseline, Context, list_values
+from benchgen.tasks.baselines import Baseline, Context, list_values, unique_sorted
 from benchgen.vocab import SPECIALS
 
 LETTER0 = len(SPECIALS) + 11  # after the ten digits and "|"
@@ -29,7 +29,7 @@ def sequences(inputs: pa.Array, width: pa.Array) -> Iterator[tuple[np.ndarray, n
     """(row indices, letter matrix (rows, width) with letters 0..A-1) per width among the rows."""
     width = np.asarray(width.to_numpy(), dtype=np.int64)
     values, offsets = list_values(inputs)
-    for n in np.unique(width).tolist():
+    for n in unique_sorted(width).tolist():
         sel = np.flatnonzero(width == n)
         yield sel, values[offsets[sel + 1][:, None] - n + np.arange(n)].astype(np.int64) - LETTER0
 

@@ -18,6 +18,7 @@ from benchgen.tasks.baselines import (
     mode_by_key,
     mode_for,
     take_strings,
+    unique_sorted,
 )
 from benchgen.tasks.grid.cells import row_hash
 from benchgen.vocab import SPECIALS
@@ -89,7 +90,7 @@ def _bag_keys(inputs: pa.Array) -> np.ndarray:
     values, offsets = list_values(inputs)
     lengths = np.diff(offsets)
     keys = np.zeros(len(lengths), dtype=np.uint64)
-    for n in np.unique(lengths):  # one matrix per query length (a handful of depths)
+    for n in unique_sorted(lengths):  # one matrix per query length (a handful of depths)
         sel = np.flatnonzero(lengths == n)
         m = values[offsets[sel][:, None] + np.arange(n)].astype(np.int64)
         m[:, 1:] = np.sort(m[:, 1:], axis=1)
