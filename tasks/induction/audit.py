@@ -14,8 +14,9 @@ def find1(v: list[str], i: int) -> int:
     return 0
 
 
-def audit(dataset) -> list[str]:
-    """Re-run find_p on every decoded sequence and check answers, chains and the splits."""
+def audit(dataset, workers: int | None = None) -> list[str]:
+    """Re-run find_p on every decoded sequence and check answers, chains and the splits (one process:
+    ``workers`` is accepted for the pipeline's uniform call and not used)."""
     tokens = dataset.vocab.tokens
 
     def check_row(row: dict) -> tuple[list[str], bool]:
