@@ -83,9 +83,11 @@ def joined(ids, strings, joiner: str):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    off = ids.offsets.to_numpy().astype(np.int64)
-    val = ids.values.to_numpy()[off[0]:off[-1]].astype(np.int64)
-    words = strings.take(pa.array(np.clip(val, 0, len(strings) - 1)))
+    off = ids.offsets.to_numpy()
+    val = ids.values.to_numpy()[off[0]:off[-1]]
+    if len(val) and (val.min() < 0 or val.max() >= len(strings)):
+        val = np.clip(val, 0, len(strings) - 1)
+    words = strings.take(pa.array(val))
     return pc.binary_join(pa.ListArray.from_arrays(pa.array(off - off[0]), words), joiner)
 
 

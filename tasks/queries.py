@@ -25,18 +25,17 @@ def query_keys(inputs) -> np.ndarray:
     """
     inputs = inputs.combine_chunks() if isinstance(inputs, pa.ChunkedArray) else inputs
     offsets = inputs.offsets.to_numpy().astype(np.int64)
-    values = inputs.values.to_numpy()[offsets[0]:offsets[-1]].astype(np.uint64)
+    values = inputs.values.to_numpy()[offsets[0]:offsets[-1]]
     offsets -= offsets[0]
     lengths = np.diff(offsets)
-    if not len(values):
-        return lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    pos = np.arange(len(values)) - np.repeat(offsets[:-1], lengths)
-    powers = np.cumprod(np.full(int(lengths.max()), 0x100000001B3, dtype=np.uint64), dtype=np.uint64)
+    keys = np.zeros(len(lengths), dtype=np.uint64)
+    longest = int(lengths.max()) if len(lengths) else 0
+    powers = np.cumprod(np.full(longest, 0x100000001B3, dtype=np.uint64), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        terms = (values + np.uint64(1)) * powers[pos]
-        keys = np.zeros(len(lengths), dtype=np.uint64)
-        nonempty = lengths > 0
-        keys[nonempty] = np.add.reduceat(terms, offsets[:-1][nonempty])
+        for n in unique_sorted(lengths[lengths > 0]).tolist():  # one matrix per query length
+            rows = np.flatnonzero(lengths == n) if len(lengths) > 1 else np.zeros(1, np.int64)
+            m = values[offsets[rows][:, None] + np.arange(n)] if len(rows) < len(lengths) else values.reshape(-1, n)
+            keys[rows] = (m.astype(np.uint64) + np.uint64(1)) @ powers[:n]  # sum of (id + 1) * P^position, mod 2^64
         keys ^= lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         keys ^= keys >> np.uint64(31)  # splitmix64 finaliser: spreads the linear sum over all bits
         keys *= np.uint64(0xBF58476D1CE4E5B9)

@@ -327,13 +327,17 @@ def _routes(task: str):
         from benchgen.tasks.khop.audit import audit_khop_plain
         from benchgen.tasks.khop.audit_numpy import audit_khop
         return audit_khop, audit_khop_plain
+    if task == "induction":
+        from benchgen.tasks.induction.audit import audit_plain as plain
+        from benchgen.tasks.induction.audit_numpy import audit as fast
+        return fast, plain
     from benchgen.tasks.addition.audit import audit_plain
     from benchgen.tasks.addition.audit_numpy import audit as fast
     return fast, audit_plain
 
 
-ROUTE_CASES = [(t, n, fn) for t, n, fn, _ in CASES if t in ("khop", "addition")
-               and n not in ("shard-hash", "row-count", "missing-column", "kg-hash")]  # files checks: not the task's
+ROUTE_CASES = [(t, n, fn) for t, n, fn, _ in CASES
+               if n not in ("shard-hash", "row-count", "missing-column", "kg-hash")]  # files checks: not the task's
 
 
 @pytest.mark.parametrize("task,name,corrupt", ROUTE_CASES, ids=[f"{t}-{n}" for t, n, _ in ROUTE_CASES])
@@ -347,7 +351,7 @@ def test_vectorised_audit_equals_plain_route(clean, tmp_path, task, name, corrup
     assert fast(load(d)) == plain(load(d))
 
 
-@pytest.mark.parametrize("task", ["khop", "addition"])
+@pytest.mark.parametrize("task", ["khop", "addition", "induction"])
 def test_vectorised_audit_on_workers_equals_one_process(clean, tmp_path, task, monkeypatch):
     """Shards checked on 2 worker processes give the report of one process (a corrupted dataset)."""
     from benchgen.tasks import audit_tally
