@@ -200,6 +200,13 @@ def cross_split_problems(ds, g: nx.MultiDiGraph, keys: dict[str, np.ndarray], at
         # sampled: every sampled 1-hop row must be a triple; coverage needs every row
         if len(atom_set) != len(atomics_in_train) or not (atom_set <= edges if sampled else atom_set == edges):
             problems.append("split 'train': 1-hop rows are not exactly the atomic triples of kg.parquet")
+    return problems + query_overlaps(ds, keys)
+
+
+def query_overlaps(ds, keys: dict[str, np.ndarray]) -> list[str]:
+    """No query of another split occurs in train; valid and test_id are disjoint (keys, confirmed)."""
+    problems = []
+    if "train" in keys:
         for split in [s for s in keys if s != "train"]:
             n = overlap(ds, split, keys[split], "train", keys["train"])
             if n:

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 from benchgen.dataset import load
 from benchgen.tasks.audit_tally import Tally, open_pool, picked_batch, run_shards
 from benchgen.tasks.baselines import unique_sorted
-from benchgen.tasks.khop.audit import TOKEN, audit_khop_plain, sample_rows
-from benchgen.tasks.queries import overlap, query_keys, repeats
+from benchgen.tasks.khop.audit import TOKEN, audit_khop_plain, query_overlaps, sample_rows
+from benchgen.tasks.queries import query_keys, repeats
 
 COLUMNS = ["depth", "input_ids", "target_ids", "prompt", "answer", "bridges", "n_ood_hops"]
 # rank of each message within a row, as the plain walk appends them (orders messages first seen in one row)
@@ -320,10 +320,4 @@ def cross_split_problems(ds, g: KG, keys: dict[str, np.ndarray], atomics: list[n
         ok = len(distinct) == len(code) and np.isin(distinct, edges).all() and (sampled or len(distinct) == len(edges))
         if not ok:
             problems.append("split 'train': 1-hop rows are not exactly the atomic triples of kg.parquet")
-        for split in [s for s in keys if s != "train"]:
-            n = overlap(ds, split, keys[split], "train", keys["train"])
-            if n:
-                problems.append(f"split '{split}': {n} queries also occur in train")
-    if "valid" in keys and "test_id" in keys and overlap(ds, "valid", keys["valid"], "test_id", keys["test_id"]):
-        problems.append("valid and test_id share queries")
-    return problems
+    return problems + query_overlaps(ds, keys)
