@@ -49,6 +49,7 @@ def timed(cmd: list[str]) -> tuple[float, int, int]:
 
 
 def main() -> int:
+    """Generate each dataset, time the audits, print the table and the targets."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--tasks", default="khop,addition,induction")

@@ -80,6 +80,7 @@ def fmt(times: list[float]) -> str:
 
 
 def load() -> str:
+    """The 1/5/15-minute load averages, printed beside the figures."""
     return os.getloadavg().__repr__() if hasattr(os, "getloadavg") else "n/a"
 
 
@@ -90,6 +91,7 @@ def benchgen_cmd() -> list[str]:
 
 
 def rows_written(out: Path) -> int:
+    """Rows of a written dataset, from its manifest."""
     return sum(s["rows"] for s in json.loads((out / "manifest.json").read_text())["splits"].values())
 
 
@@ -104,6 +106,7 @@ class Table:
         print("|---|---:|---:|---:|---:|---:|---:|---|")
 
     def target(self, what: str, text: str, ok: bool) -> str:
+        """``text`` marked MET or MISSED (and counted)."""
         if ok:
             self.met += 1
         else:
@@ -111,6 +114,7 @@ class Table:
         return f"{text} {'MET' if ok else 'MISSED'}"
 
     def row(self, *cells: str) -> None:
+        """Print one table row."""
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
@@ -170,6 +174,7 @@ def anchors(tab: Table, args, tmp: Path, ltg: tuple[int, float] | None, khop_rat
 
 
 def main() -> int:
+    """Time every preset, the anchors and the scale runs; print the table and the targets."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="khop,addition,induction", help="comma-separated task families")
     ap.add_argument("--presets", default="", help="comma-separated presets (default: all of those families)")

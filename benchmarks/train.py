@@ -38,6 +38,7 @@ class Block(nn.Module):
         self.heads = heads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x + attn(ln(x)), then + mlp(ln(.))."""
         B, L, D = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, L, D)
@@ -55,6 +56,7 @@ class NanoGPT(nn.Module):
         self.ln = nn.LayerNorm(d)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, L, vocab)."""
         x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
         for b in self.blocks:
             x = b(x)
@@ -108,6 +110,7 @@ def bench(preset: str, device: str, args) -> tuple[list[float], list[float], int
     opt = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr)
 
     def ours():
+        """One optimizer step of the reference model (its training loss, answer positions scored)."""
         loss = lossm(x, y, mask, T, 1, 1.0 / tc.batch_size)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -119,6 +122,7 @@ def bench(preset: str, device: str, args) -> tuple[list[float], list[float], int
     target = torch.where(mask, y, torch.full_like(y, -1))
 
     def nano():
+        """One optimizer step of the nanoGPT-style loop (cross-entropy on the same answer positions)."""
         loss = F.cross_entropy(gpt(x).view(-1, vocab), target.view(-1), ignore_index=-1)
         gopt.zero_grad(set_to_none=True)
         loss.backward()
@@ -130,6 +134,7 @@ def bench(preset: str, device: str, args) -> tuple[list[float], list[float], int
 
 
 def main() -> None:
+    """Print the throughput table with the >= 1x target per preset and device."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presets", default="cpu-depth-looped")
     ap.add_argument("--steps", type=int, default=30)

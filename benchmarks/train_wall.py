@@ -35,11 +35,13 @@ def run(cmd: list[str]) -> tuple[float, float]:
 
 
 def final_accuracy(run_dir: Path) -> dict[str, float]:
+    """The last evaluation's accuracy per split, from metrics.jsonl."""
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     return [r for r in rows if r["kind"] == "eval"][-1]["acc"]
 
 
 def main() -> int:
+    """Run every seed with both checkouts and print the table and the target."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", required=True, help="the baseline checkout's benchgen console script")
     ap.add_argument("--seeds", default="0,1,2")

@@ -14,6 +14,7 @@ import time
 
 
 def main() -> None:
+    """Print the seconds of one validity measurement on the dataset given."""
     from benchgen import registry
     from benchgen.dataset import load
     from benchgen.pipeline.validity import measure

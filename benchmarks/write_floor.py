@@ -60,6 +60,7 @@ def floor(path: Path, repeats: int) -> float:
 
 
 def main() -> None:
+    """Print the write floor of the dataset given."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset")
     ap.add_argument("--repeats", type=int, default=1)
