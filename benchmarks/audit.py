@@ -38,14 +38,15 @@ def shape(task: str, rows: int) -> list[str]:
     return ["induction", "--preset", "phop-grid", "--train-per-cell", str(max(1, rows // 3))]
 
 
-def timed(cmd: list[str]) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS bytes, exit code) of one process."""
+def timed(cmd: list[str]) -> tuple[float, int, int, float]:
+    """(wall seconds, peak RSS bytes, exit code, CPU seconds with its workers) of one process."""
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.stderr.read()
     proc.stderr.close()
-    return time.perf_counter() - t, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return time.perf_counter() - t, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status), cpu
 
 
 def main() -> int:
@@ -61,8 +62,8 @@ def main() -> int:
     ours = str(Path(sys.executable).with_name("benchgen"))
     missed = []
     print(f"{os.cpu_count()} CPUs, audit --workers {args.workers}, best of {args.repeats}; load {os.getloadavg()}")
-    print("| dataset | code | s (best; spread) | peak RSS | targets |")
-    print("|---|---|---:|---:|---|")
+    print("| dataset | code | wall s (best; spread) | CPU s (all processes) | peak RSS | targets |")
+    print("|---|---|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="audit-bench-") as t:
         root = Path(args.keep or t)
         for task in args.tasks.split(","):
@@ -84,8 +85,8 @@ def main() -> int:
                     targets = f"<= 60 s and < 2 GiB {'MET' if ok else 'MISSED'}"
                     if not ok:
                         missed.append(task)
-                print(f"| {task} {n:,} rows | {name} | {best[0]:.1f} (±{spread:.1f}) | {best[1] / GIB:.2f} GiB | "
-                      f"{targets} |", flush=True)
+                print(f"| {task} {n:,} rows | {name} | {best[0]:.1f} (±{spread:.1f}) | {best[3]:.1f} | "
+                      f"{best[1] / GIB:.2f} GiB | {targets} |", flush=True)
             if not args.keep:
                 shutil.rmtree(data)
     print(f"load at end {os.getloadavg()}; {len(missed)} missed" + (f": {', '.join(missed)}" if missed else ""))

@@ -6,7 +6,8 @@
 For each preset: batches shaped like its CPU reproduction data (``cpu-depth-*``: khop-depth-small
 at its deepest curriculum hop, rows of 2..7 positions drawn uniformly by depth, padded to 7, the
 answer at each row's last position; ``cpu-khop-*``: 6 positions; ``cpu-addition-*``: 16), the full
-optimizer step (forward, backward, AdamW) timed after warm-up, best of ``--repeats`` with the spread.
+optimizer step (forward, backward, AdamW) timed after warm-up, best of ``--repeats`` with the spread
+(the two models' repeats interleaved, so a change in the machine's load hits both alike).
 Beside it, in the same process on the same batches, a nanoGPT-style model written the plain way
 (LayerNorm, fused qkv, ``scaled_dot_product_attention``, GELU MLP, learned positions, tied head;
 ``T`` distinct layers for the looped model's ``T`` iterations: the same FLOPs per token) with
@@ -128,8 +129,10 @@ def bench(preset: str, device: str, args) -> tuple[list[float], list[float], int
         loss.backward()
         gopt.step()
 
-    a = timed(ours, args.steps, args.warmup, args.repeats, device)
-    b = timed(nano, args.steps, args.warmup, args.repeats, device)
+    a, b = [], []
+    for _ in range(args.repeats):  # interleaved, so a change in the machine's load hits both alike
+        a += timed(ours, args.steps, args.warmup, 1, device)
+        b += timed(nano, args.steps, args.warmup, 1, device)
     return a, b, real, T
 
 
