@@ -53,7 +53,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="train-wall-") as t:
         data = Path(t) / "data"
         subprocess.run([ours, "generate", "khop", "--preset", args.data_preset, "--out", str(data)], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         print("| code | seed | wall s | CPU s | load before -> after | final accuracy |")
         print("|---|---:|---:|---:|---|---|")
         for seed in args.seeds.split(","):
