@@ -70,7 +70,7 @@ def main() -> int:
             data = root / f"{task}-{args.rows}"
             if not (data / "manifest.json").exists():
                 subprocess.run([ours, "generate", *shape(task, args.rows), "--out", str(data), "--overwrite",
-                                "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+                                "--no-progress"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             n = sum(i["rows"] for i in __import__("json").loads((data / "manifest.json").read_text())["splits"].values())
             for name, exe in [("this checkout", ours)] + ([("baseline", args.baseline)] if args.baseline else []):
                 runs = [timed([exe, "audit", str(data), *(["--workers", str(args.workers)] if name != "baseline"
