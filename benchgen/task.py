@@ -80,8 +80,9 @@ class Task:
 
     - ``generate(cfg, writer, *, progress, workers)`` writes every split (and task extras such
       as ``kg.parquet``) through ``writer``; ``workers`` is passed only when ``parallel``.
-    - ``audit(dataset)`` (``audit(dataset, sample=N)`` when ``audit_sample``) re-derives the
-      split guarantees from the files by an independent route: a list of violations.
+    - ``audit(dataset)`` (``audit(dataset, sample=N)`` when ``audit_sample``; ``workers=N`` too
+      when ``parallel``) re-derives the split guarantees from the files by an independent route:
+      a list of violations.
     - ``baselines()`` lists the task's own non-reasoning baselines (the common ones are added
       by ``benchgen.tasks.baselines.for_task``).
     - ``about`` is the dataset card's prose; ``citations`` its BibTeX entries.

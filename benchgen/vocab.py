@@ -91,15 +91,14 @@ class Vocab:
 
 def list_array_from_matrix(m: np.ndarray, lengths: np.ndarray | None = None) -> pa.ListArray:
     """Arrow list<int32> array from a 2-D matrix (optionally ragged via per-row ``lengths``)."""
-    m = np.ascontiguousarray(m, dtype=np.int32)
     n, width = m.shape
     if lengths is None:
         offsets = np.arange(n + 1, dtype=np.int32) * width
-        values = m.reshape(-1)
+        values = np.ascontiguousarray(m, dtype=np.int32).reshape(-1)
     else:
         lengths = np.asarray(lengths, dtype=np.int32)
         offsets = np.zeros(n + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
         mask = np.arange(width)[None, :] < lengths[:, None]
-        values = m[mask]
+        values = m[mask].astype(np.int32, copy=False)  # boolean indexing reads any strides: no contiguous copy first
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.int32()))

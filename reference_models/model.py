@@ -23,6 +23,7 @@ the first T-m iterations without building a graph (Huginn / Parcae).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -48,9 +49,30 @@ def rotary(length: int, dim: int, device: torch.device, base: float = 10000.0) -
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the channel pairs ``(x[2i], x[2i+1])`` of ``x (..., L, dim)`` by the angles of ``cos``/``sin`` (L, dim/2)."""
     x1, x2 = x[..., 0::2], x[..., 1::2]
     out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
     return out.flatten(-2).to(x.dtype)
+
+
+def rotary_qk(qkv: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v ``(B, heads, L, dim)`` from ``qkv (B, L, 3, heads, dim)``, q and k rotated (rotary).
+
+    fp32/fp64 rotate q and k together as complex numbers (one multiply forward and backward instead of
+    the ~10 strided passes of :func:`apply_rotary`, which the other dtypes use); the same rotation.
+    """
+    if rope is None:
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    cos, sin = rope
+    if qkv.dtype not in (torch.float32, torch.float64):
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
+    qk = qkv[:, :, :2]
+    turn = torch.complex(cos.to(qkv.dtype), sin.to(qkv.dtype))[None, :, None, None, :]
+    qk = torch.view_as_real(torch.view_as_complex(qk.reshape(*qk.shape[:-1], -1, 2)) * turn).flatten(-2)
+    q, k = qk.permute(2, 0, 3, 1, 4)
+    return q, k, qkv[:, :, 2].transpose(1, 2)
 
 
 def sinusoid(x: torch.Tensor, dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -61,8 +83,46 @@ def sinusoid(x: torch.Tensor, dim: int, dtype: torch.dtype = torch.float32) -> t
     return torch.cat([ang.sin(), ang.cos()], dim=-1).to(dtype)
 
 
+@dataclass
+class Packed:
+    """Right-padded rows packed to their real tokens: what token-wise layers see is ``(N, D)``.
+
+    ``flat`` is each real token's index in the ``(B * L)`` padded grid (row-major), so projections,
+    MLPs and junctions compute nothing for the padding after a row's end; attention scatters its
+    q/k/v back onto the grid (zeros at padding, which causal attention never lets a real token see).
+    ``keep`` (packed token indices) are the scored positions: the network's last layer runs only there.
+    """
+
+    flat: torch.Tensor
+    pos: torch.Tensor
+    shape: tuple[int, int]
+    keep: torch.Tensor
+
+    def unpack(self, packed: torch.Tensor, scored: bool = False) -> torch.Tensor:
+        """Packed values ``(N, ...)`` (or ``(len(keep), ...)`` when ``scored``) back on the
+        ``(B, L, ...)`` grid, zeros elsewhere."""
+        B, L = self.shape
+        out = packed.new_zeros((B * L, *packed.shape[1:]))
+        index = self.flat[self.keep] if scored else self.flat
+        return out.index_copy(0, index, packed).view(B, L, *packed.shape[1:])
+
+
+def pack(scored: torch.Tensor) -> Packed:
+    """The :class:`Packed` layout of a ``(B, L)`` grid whose rows end at their last ``scored`` position."""
+    B, L = scored.shape
+    pos = torch.arange(L, device=scored.device)
+    lengths = L - scored.flip(1).to(torch.int32).argmax(1)  # no scored position: the whole row
+    real = (pos[None, :] < lengths[:, None]).reshape(-1)
+    flat = torch.nonzero(real).squeeze(1)
+    return Packed(flat, pos.repeat(B)[flat], (B, L), torch.nonzero(scored.reshape(-1)[flat]).squeeze(1))
+
+
 class Attention(nn.Module):
-    """Causal multi-head self-attention (right padding needs no mask: pads come after the tokens)."""
+    """Causal multi-head self-attention (right padding needs no mask: pads come after the tokens).
+
+    Takes ``(B, L, D)`` rows with the rotary tables (or None), or ``(N, D)`` packed tokens with
+    ``(Packed, rotary tables)``.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -71,13 +131,23 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, y: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, rope, keep: bool = False) -> torch.Tensor:
+        """Attention output; packed with ``keep``: only at the packed layout's scored tokens."""
+        if rope is not None and isinstance(rope[0], Packed):
+            return self.packed(y, *rope, keep)
         B, L, D = y.shape
-        q, k, v = self.qkv(y).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
-        if rope is not None:
-            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        q, k, v = rotary_qk(self.qkv(y).view(B, L, 3, self.n_heads, D // self.n_heads), rope)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.drop(self.proj(out.transpose(1, 2).reshape(B, L, D)))
+
+    def packed(self, y: torch.Tensor, p: Packed, rope: tuple[torch.Tensor, torch.Tensor] | None,
+               keep: bool = False) -> torch.Tensor:
+        """Attention over packed tokens ``(N, D)``: projections on the real tokens only, attention on the grid."""
+        B, L = p.shape
+        D = y.shape[-1]
+        q, k, v = rotary_qk(p.unpack(self.qkv(y)).view(B, L, 3, self.n_heads, D // self.n_heads), rope)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.drop(self.proj(out.transpose(1, 2).reshape(B * L, D)[p.flat[p.keep] if keep else p.flat]))
 
 
 class MLP(nn.Module):
@@ -104,12 +174,14 @@ class Layer(nn.Module):
         """Scale of this layer's input norm (applied by whoever produced its ``y``)."""
         return self.s_attn if mod is None else self.s_attn + mod[2]
 
-    def forward(self, h, y, s_next, mod, rope):
+    def forward(self, h, y, s_next, mod, rope, keep: bool = False):
+        """``(h, y)`` after attention and MLP; ``keep`` (packed rows): only at the scored tokens."""
         g_a = g_m = None
         s_mlp = self.s_mlp
         if mod is not None:  # LoopFormer: zero-initialised gates, modulated norm scales
             g_a, g_m, s_mlp = mod[0], mod[1], self.s_mlp + mod[3]
-        h, y = self.junction(h, self.attn(y, rope), b=g_a, s=s_mlp)
+        a = self.attn(y, rope, keep)
+        h, y = self.junction(h[rope[0].keep] if keep else h, a, b=g_a, s=s_mlp)
         h, y = self.junction(h, self.mlp(y), b=g_m, s=s_next)
         return h, y
 
@@ -186,6 +258,7 @@ class LoopedTransformer(nn.Module):
 
     # --- pieces -----------------------------------------------------------------------------
     def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token (+ learned position) embeddings ``(B, L, D)``."""
         x = self.wte(idx)
         if self.cfg.positions == "learned":
             if idx.shape[1] > self.cfg.max_len:
@@ -193,11 +266,33 @@ class LoopedTransformer(nn.Module):
             x = x + self.wpe(torch.arange(idx.shape[1], device=idx.device))
         return x
 
-    def run(self, layers, h, y, s_out, rope, mods=None):
-        """Run a stack of layers from ``(h, y)``; the returned ``y`` is normalised with ``s_out``."""
+    def embed_packed(self, idx: torch.Tensor, packed: Packed) -> torch.Tensor:
+        """:meth:`embed` of the packed tokens only, ``(N, D)``."""
+        if self.cfg.positions == "learned" and idx.shape[1] > self.cfg.max_len:
+            raise ValueError(f"sequence length {idx.shape[1]} exceeds the model's max_len {self.cfg.max_len}")
+        x = self.wte(idx.reshape(-1)[packed.flat])
+        return x + self.wpe(packed.pos) if self.cfg.positions == "learned" else x
+
+    def layout(self, idx: torch.Tensor, scored: torch.Tensor | None) -> Packed | None:
+        """The packed layout of ``idx`` given its scored positions (None: run the padded grid); sets
+        ``self._rope``, what layers get as positions: the rotary tables, with the layout when packed."""
+        L = idx.shape[1]
+        rope = rotary(L, self.cfg.d_model // self.cfg.n_heads, idx.device) if self.cfg.positions == "rotary" else None
+        if scored is None:
+            self._rope = rope
+            return None
+        p = pack(scored.to(idx.device))
+        self._rope = (p, rope)
+        return p
+
+    def run(self, layers, h, y, s_out, rope, mods=None, keep: bool = False):
+        """Run a stack of layers from ``(h, y)``; the returned ``y`` is normalised with ``s_out``.
+
+        ``keep`` (packed rows only): the last layer runs only at the scored tokens, and so returns."""
         for i, layer in enumerate(layers):
-            nxt = layers[i + 1].s_in(mods[i + 1] if mods else None) if i + 1 < len(layers) else s_out
-            h, y = layer(h, y, nxt, mods[i] if mods else None, rope)
+            last = i + 1 == len(layers)
+            nxt = s_out if last else layers[i + 1].s_in(mods[i + 1] if mods else None)
+            h, y = layer(h, y, nxt, mods[i] if mods else None, rope, keep and last)
         return h, y
 
     def modulation(self, t: int, T: int, time: float | None = None,
@@ -220,8 +315,9 @@ class LoopedTransformer(nn.Module):
         return self.coda[0].s_in(None) if len(self.coda) else self.s_final
 
     def iterate(self, h, e, y, t: int, T: int, rope, fuse_next: bool, time: float | None = None,
-                step: float | None = None):
-        """One loop iteration: inject e into h, run the block. Returns (h, y, y_is_exit_norm)."""
+                step: float | None = None, keep: bool = False):
+        """One loop iteration: inject e into h, run the block. Returns (h, y, y_is_exit_norm).
+        ``keep``: the block's last layer runs only at the scored tokens (the network's last layer)."""
         cfg = self.cfg
         mods = self.modulation(t, T, time, step)
         s_first = self.block[0].s_in(mods[0] if mods else None)
@@ -238,16 +334,17 @@ class LoopedTransformer(nn.Module):
                                  b=delta)
         # fuse the last junction with the next iteration's entry norm when nobody reads out here
         s_out = self.block[0].s_attn if fuse_next else self.s_exit()
-        h, y = self.run(self.block, h, y, s_out, rope, mods)
+        h, y = self.run(self.block, h, y, s_out, rope, mods, keep)
         return h, y, not fuse_next
 
-    def readout(self, h, y, at: torch.Tensor | None = None) -> torch.Tensor:
-        """(C ->) coda -> final norm -> head; ``at`` (B,) picks one position per row before the head."""
+    def readout(self, h, y, at: torch.Tensor | None = None, keep: bool = False) -> torch.Tensor:
+        """(C ->) coda -> final norm -> head; ``at`` (B,) picks one position per row before the head;
+        ``keep``: the coda's last layer runs only at the packed layout's scored tokens."""
         if self.cfg.exit_proj:
             h = self.C(h)
             y = rmsnorm(h, self.s_exit(), self.cfg.eps)
         if len(self.coda):
-            h, y = self.run(self.coda, h, y, self.s_final, self._rope)
+            h, y = self.run(self.coda, h, y, self.s_final, self._rope, keep=keep)
         if at is not None:
             y = y[torch.arange(y.shape[0], device=y.device), at]
         return self.head(y)
@@ -256,7 +353,7 @@ class LoopedTransformer(nn.Module):
     def forward(self, idx: torch.Tensor, loops: int | None = None, readout: str = "last",
                 backprop_last: int = 0, at: torch.Tensor | None = None, return_state: bool = False,
                 row_loops: torch.Tensor | None = None, route: list[float] | None = None,
-                loop_states: bool = False):
+                loop_states: bool = False, scored: torch.Tensor | None = None):
         """Logits ``(B, L, V)`` (``readout="last"``) or ``(T, B, L, V)`` after every iteration ("all").
 
         ``at`` (B,) returns only one position per row: ``(B, V)`` / ``(T, B, V)``.
@@ -267,6 +364,11 @@ class LoopedTransformer(nn.Module):
         ``route``: LoopFormer step sizes (summing to 1) instead of T uniform steps of 1/T.
         ``loop_states`` (with ``readout="all"``): also return the loop state ``h`` after every iteration,
         ``(T, B, L, D)`` (``(T, B, D)`` with ``at``), e.g. for latent-diff exit rules and probes.
+        ``scored`` (B, L) bool: the only positions whose logits (and state) the caller reads (a loss
+        mask). Tokens after a row's last scored position are not computed (rows are packed to their
+        real tokens), and with ``readout="last"`` the network's last layer runs only at scored
+        positions; logits and state elsewhere are zero. Scored values are the same function of the
+        tokens as without it. Ignored with ``at`` or ``row_loops``; not with ``loop_states``.
         """
         cfg = self.cfg
         if route is not None:
@@ -280,16 +382,15 @@ class LoopedTransformer(nn.Module):
             raise ValueError(f"loops must be >= 1, got {T}")
         if readout not in ("last", "all"):
             raise ValueError(f"readout must be 'last' or 'all', got {readout!r}")
-        L = idx.shape[1]
-        self._rope = None
-        if cfg.positions == "rotary":
-            self._rope = rotary(L, cfg.d_model // cfg.n_heads, idx.device)
-        x = self.embed(idx)
+        packed = self.layout(idx, scored if at is None and row_loops is None and not loop_states else None)
+        x = self.embed(idx) if packed is None else self.embed_packed(idx, packed)
         if len(self.prelude):
             x, _ = self.run(self.prelude, x, rmsnorm(x, self.prelude[0].s_attn, cfg.eps), self.s_final, self._rope)
         e = x
         if cfg.state_init == "noise":  # truncated normal, as Parcae/Huginn start the recurrence
-            h = nn.init.trunc_normal_(torch.empty_like(e), std=1.0, a=-2.0, b=2.0)
+            h = nn.init.trunc_normal_(e.new_empty((*idx.shape, e.shape[-1])), std=1.0, a=-2.0, b=2.0)
+            if packed is not None:  # the padded grid's draws at the real tokens: packing changes no value
+                h = h.reshape(-1, e.shape[-1])[packed.flat]
         else:
             h = e if cfg.injection == "none" else torch.zeros_like(e)
         per_row = row_loops is not None
@@ -299,6 +400,8 @@ class LoopedTransformer(nn.Module):
             times = [float(sum(route[:t])) for t in range(T)]
         grad_on = torch.is_grad_enabled()
         outs, y, y_exit, states = [], None, None, []
+        # the network's last layer (the block's in the last iteration, else the coda's) runs only at scored tokens
+        narrow = packed is not None and readout == "last"
         for t in range(T):
             want = readout == "all" or t == T - 1
             fuse = (not want and not per_row and cfg.injection == "none" and cfg.conditioning == "none"
@@ -307,7 +410,8 @@ class LoopedTransformer(nn.Module):
                 h_prev = h
                 h, y, is_exit = self.iterate(h, e, y, t, T, self._rope, fuse,
                                              None if times is None else times[t],
-                                             None if route is None else float(route[t]))
+                                             None if route is None else float(route[t]),
+                                             keep=narrow and t == T - 1 and not len(self.coda))
                 if per_row:  # rows past their own T keep their state; early iterations carry no gradient
                     keep = (t < row_loops.to(h.device))[:, None, None]
                     if t > 0:
@@ -317,7 +421,8 @@ class LoopedTransformer(nn.Module):
                         h, y = torch.where(stop, h.detach(), h), torch.where(stop, y.detach(), y)
                     y_exit = y  # fuse is off per row, so y is normalised for the exit
             if want:
-                outs.append(self.readout(h, y, at))
+                out = self.readout(h, y, at, keep=narrow and len(self.coda) > 0)
+                outs.append(out if packed is None else packed.unpack(out, scored=narrow))
                 if loop_states:
                     states.append(h if at is None else h[torch.arange(h.shape[0], device=h.device), at])
             if is_exit:
@@ -325,4 +430,6 @@ class LoopedTransformer(nn.Module):
         logits = outs[-1] if readout == "last" else torch.stack(outs)
         if loop_states:
             return logits, torch.stack(states)
+        if return_state and packed is not None:
+            h = packed.unpack(h, scored=narrow and not len(self.coda))  # the loop state, before any coda
         return (logits, h) if return_state else logits

@@ -119,11 +119,20 @@ def eval_loops(cfg: TrainConfig, default: int, hop: int) -> int:
     return hop + cfg.loops_extra if cfg.loops_sampling == "depth" else default
 
 
-def balanced_rows(depth: torch.Tensor, max_depth: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
-    """Rows whose depth is uniform over the depths <= max_depth present, each a uniform row of its depth."""
+def depth_index(depth: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sorted by depth (stable) and each depth's value, first sorted position and row count."""
     d = depth.numpy()
     order = np.argsort(d, kind="stable")
     values, starts, sizes = np.unique(d[order], return_index=True, return_counts=True)
+    return order, values, starts, sizes
+
+
+def balanced_rows(depth: torch.Tensor, max_depth: int, batch_size: int, step: int, seed: int,
+                  index: tuple[np.ndarray, ...] | None = None) -> torch.Tensor:
+    """Rows whose depth is uniform over the depths <= max_depth present, each a uniform row of its depth.
+
+    ``index``: :func:`depth_index` of ``depth``, computed once by the caller instead of every step."""
+    order, values, starts, sizes = depth_index(depth) if index is None else index
     keep = values <= max_depth
     if not keep.any():
         raise BenchgenError(f"curriculum: no training rows with depth <= {max_depth}")
@@ -149,11 +158,14 @@ class Curriculum:
         self.hop = min(hop, self.max_hop) if cfg.curriculum else self.max_hop
         self._active: torch.Tensor | None = None
         self._active_hop = -1
+        self._index: tuple[np.ndarray, ...] | None = None  # depth_index of the train rows, for balanced batches
 
     def rows(self, batch_size: int, step: int) -> torch.Tensor:
         """Global batch rows of ``step``: epoch-wise over the active rows, or depth-balanced draws."""
         if self.cfg.balance_hops:
-            return balanced_rows(self.depth, self.hop, batch_size, step, self.cfg.seed)
+            if self._index is None:
+                self._index = depth_index(self.depth)
+            return balanced_rows(self.depth, self.hop, batch_size, step, self.cfg.seed, self._index)
         active = self.active()
         if active is None:
             return batch_indices(len(self.depth), batch_size, step, self.cfg.seed)
@@ -205,12 +217,14 @@ class LossModel(nn.Module):
                 route: list[float] | None = None):
         cfg = self.cfg
         short = cfg.short_route_weight > 0 and T > 1
-        out = self.model(x, loops=T, backprop_last=cfg.backprop_last, return_state=short, row_loops=row_loops)
+        # only the answer targets reach the loss: the model computes only what they depend on
+        out = self.model(x, loops=T, backprop_last=cfg.backprop_last, return_state=short, row_loops=row_loops,
+                         scored=mask)
         logits, h_long = out if short else (out, None)
         loss = F.cross_entropy(logits[mask], y[mask], reduction="sum",
                                label_smoothing=cfg.label_smoothing) * scale
         if short:  # LoopFormer: CE_long + w*CE_short + w*MSE(stopgrad(h_long), h_short)
-            logits_s, h_short = self.model(x, loops=S, return_state=True, route=route)
+            logits_s, h_short = self.model(x, loops=S, return_state=True, route=route, scored=mask)
             ce_s = F.cross_entropy(logits_s[mask], y[mask], reduction="sum",
                                    label_smoothing=cfg.label_smoothing) * scale
             eps = self.model.cfg.eps  # on the normed final state, as LoopFormer's code does

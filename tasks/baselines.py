@@ -103,6 +103,13 @@ class Context:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+def unique_sorted(a: np.ndarray) -> np.ndarray:
+    """``np.unique(a)`` by one sort: numpy 2.4's hash-based ``np.unique`` takes ~5 s per 1M distinct
+    64-bit values (measured), a sort ~0.07 s."""
+    a = np.sort(np.asarray(a).ravel())
+    return a[np.concatenate(([True], a[1:] != a[:-1]))] if len(a) else a
+
+
 def sorted_codes(strings: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Distinct strings in sorted order and each row's code into them (deterministic dictionary)."""
     enc = pc.dictionary_encode(strings)  # one hash pass; then sort only the (small) dictionary
@@ -141,7 +148,7 @@ def mode_for(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> tuple[
     """:func:`mode_by_key` over only the keys in ``wanted`` (the rows being predicted): the same
     lookups for those rows, without sorting every train key (a hash probe of the train keys instead)."""
     keys = np.asarray(keys, dtype=np.int64)
-    keep = pc.is_in(pa.array(keys, pa.int64()), value_set=pa.array(np.unique(np.asarray(wanted, dtype=np.int64))))
+    keep = pc.is_in(pa.array(keys, pa.int64()), value_set=pa.array(unique_sorted(np.asarray(wanted, dtype=np.int64))))
     keep = keep.to_numpy(zero_copy_only=False)
     return mode_by_key(keys[keep], np.asarray(values)[keep])
 

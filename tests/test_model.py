@@ -244,3 +244,38 @@ def test_parcae_details_initialise_as_in_the_paper():
     a1 = m(x)
     torch.manual_seed(1)
     assert not torch.allclose(a1, m(x))  # the state starts as noise, not as zeros
+
+
+SCORED_VARIANTS = [*VARIANTS, dict(injection="none", positions="rotary", n_block=1),
+                   dict(injection="parcae", positions="rotary", state_init="noise", exit_proj=True),
+                   dict(injection="add", positions="rotary", conditioning="loopformer", n_prelude=1, n_coda=2)]
+
+
+@pytest.mark.parametrize("kw", SCORED_VARIANTS, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+def test_scored_positions_give_the_padded_grids_values_and_gradients(kw):
+    """``scored`` (rows packed to their real tokens, the last layer only at scored positions) gives the
+    padded grid's logits and state at every scored position, zeros elsewhere, and the same gradients."""
+    m = build(**kw).train()
+    B, L = 7, 12
+    x = tokens(B, L)
+    ends = torch.tensor([1, 12, 5, 5, 9, 2, 12])
+    scored = torch.zeros(B, L, dtype=torch.bool)
+    scored[torch.arange(B), ends - 1] = True
+    scored[2, 1:5] = True  # several scored positions in one row (eos-terminated answers)
+    for readout in ("last", "all"):
+        torch.manual_seed(3)
+        full, h_full = m(x, loops=3, readout=readout, return_state=True)
+        torch.manual_seed(3)
+        got, h_got = m(x, loops=3, readout=readout, return_state=True, scored=scored)
+        assert torch.allclose(got[..., scored, :], full[..., scored, :], atol=1e-12)
+        if readout == "last":
+            assert torch.equal(got[~scored], torch.zeros_like(got[~scored]))
+            assert torch.allclose(h_got[scored], h_full[scored], atol=1e-12)
+    grads = []
+    for s in (None, scored):
+        m.zero_grad()
+        torch.manual_seed(3)
+        out = m(x, loops=3, scored=s)
+        (out[scored] ** 2).sum().backward()
+        grads.append([p.grad.clone() for p in m.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) and all(torch.allclose(a, b, atol=1e-10) for a, b in zip(*grads))

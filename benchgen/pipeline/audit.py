@@ -126,16 +126,19 @@ def sample_note(ds: Dataset, sample: int | None) -> str | None:
             + "); every other check covered every row")
 
 
-def audit(ds: Dataset, validity: bool = True, sample: int | None = None) -> list[str]:
+def audit(ds: Dataset, validity: bool = True, sample: int | None = None, workers: int | None = None) -> list[str]:
     """Every violation found in ``ds`` (empty: every guarantee holds); see :func:`audit_report`."""
-    return audit_report(ds, validity=validity, sample=sample).problems
+    return audit_report(ds, validity=validity, sample=sample, workers=workers).problems
 
 
-def audit_report(ds: Dataset, validity: bool = True, sample: int | None = None) -> AuditReport:
+def audit_report(ds: Dataset, validity: bool = True, sample: int | None = None,
+                 workers: int | None = None) -> AuditReport:
     """Every check of ``ds`` with what it covered and found; ``validity`` adds the baseline check.
 
     ``sample``: the task's per-row re-derivation walks only that many seeded rows per split (tasks
     whose audit supports it); hashes, ids, depth histograms and validity still cover every row.
+    ``workers``: processes for the task's per-row check (tasks that run in parallel; None: the
+    CPUs this job may use); the report is the same for any count.
     """
     task = registry.get_task(ds.task)
     if sample is not None and (sample < 1 or not task.audit_sample):
@@ -145,7 +148,10 @@ def audit_report(ds: Dataset, validity: bool = True, sample: int | None = None) 
     try:
         audit_files(ds, found)
         audit_format(ds, found)
-        found.add("task", list(task.audit(ds) if sample is None else task.audit(ds, sample=sample)))
+        options = {"sample": sample} if sample is not None else {}
+        if task.parallel:
+            options["workers"] = workers
+        found.add("task", list(task.audit(ds, **options)))
     except (DatasetError, pa.ArrowException, OSError, KeyError) as e:  # damaged shards or a missing
         first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__  # column: violations, not a traceback
         if not found.order:  # keep what the common checks found (e.g. the missing column that stopped the task)

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from benchgen.stats import wilson
 from benchgen.task import Task
-from benchgen.tasks.baselines import CHANCE, LOOKUP, Context, for_task, sorted_codes
+from benchgen.tasks.baselines import CHANCE, LOOKUP, Context, for_task, sorted_codes, unique_sorted
 
 HELD_OUT = ("test_systematic", "test_depth", "test_interp")
 MARGIN = 0.05
@@ -48,7 +48,7 @@ def measure(ds, task: Task) -> dict | None:
     group = split_code * len(depth_values) + depth_code
     n = np.bincount(group, minlength=n_cells)
     _, answer_code = sorted_codes(rows.column("answer").combine_chunks())
-    distinct = np.unique(group * (int(answer_code.max()) + 1) + answer_code) // (int(answer_code.max()) + 1)
+    distinct = unique_sorted(group * (int(answer_code.max()) + 1) + answer_code) // (int(answer_code.max()) + 1)
     n_answers = np.bincount(distinct, minlength=n_cells)
     ctx = Context(ds)
     answer = rows.column("answer")

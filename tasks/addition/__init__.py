@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from benchgen.task import Task, deferred
 from benchgen.tasks import citations
-from benchgen.tasks.addition.audit import audit as audit_rows
+from benchgen.tasks.addition.audit_numpy import audit as audit_rows
 from benchgen.tasks.addition.config import PRESETS, AdditionConfig
 from benchgen.tasks.addition.generator import SCHEMA, generate, make_vocab, procedural
 

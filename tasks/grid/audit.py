@@ -1,4 +1,5 @@
-"""Grid audit helpers: plain Python over decoded rows, independent of the generator."""
+"""Grid audit helpers: plain Python over decoded rows, independent of the generator (the reference
+route; ``audit_numpy.py`` runs the same checks vectorised)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,13 @@ def audit_grid(dataset, extra_cols: list[str], check_row, depth_key: str, width_
 def audit_cells(cells_by_split: dict[str, list[Cell]], queries: dict[str, list[tuple]], cfg: dict,
                 depth_key: str, width_key: str, test_key: str, interp_key: str | None = None) -> list[str]:
     """Split guarantees on (depth, width) cells and query overlap, from decoded rows."""
+    return (cell_problems(cells_by_split, cfg, depth_key, width_key, test_key, interp_key)
+            + query_problems(queries))
+
+
+def cell_problems(cells_by_split: dict[str, list[Cell]], cfg: dict, depth_key: str, width_key: str,
+                  test_key: str, interp_key: str | None = None) -> list[str]:
+    """Split guarantees on the (depth, width) cells of each split's rows (only which cells occur matters)."""
     problems = []
     allowed = expected_cells(cfg, depth_key, width_key, test_key, interp_key)
     train_d = {d for d, _ in allowed["train"]}
@@ -67,6 +75,12 @@ def audit_cells(cells_by_split: dict[str, list[Cell]], queries: dict[str, list[t
                     problems.append(f"split 'test_interp': depth {d} is trained")
                 if not (train_d and min(train_d) < d < max(train_d)):
                     problems.append(f"split 'test_interp': depth {d} is not strictly between training depths")
+    return problems
+
+
+def query_problems(queries: dict[str, list[tuple]]) -> list[str]:
+    """No query repeats within a split, none of another split occurs in train, valid and test_id are disjoint."""
+    problems = []
     for split, qs in queries.items():
         if len(set(qs)) != len(qs):
             problems.append(f"split '{split}': {len(qs) - len(set(qs))} repeated queries")

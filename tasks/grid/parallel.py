@@ -121,7 +121,7 @@ def render_batch(task: str, sampler: CellSampler, schema: pa.Schema, seed: int, 
     rng = seeding.rng(seed, task, "train", "shuffle", bt.index)
     if (a, b) != (0, bt.rows):
         perm = merge_perm([len(r["key"]) for r in rows], rng)[a:b]
-        need = np.unique(perm)  # input rows the slice uses, in concatenated order
+        need = np.sort(perm)  # input rows the slice uses, in concatenated order (a permutation: distinct)
         bounds = np.cumsum([0] + [len(r["key"]) for r in rows])
         parts = []
         for (c, _), r, lo, hi in zip(bt.picks, rows, bounds[:-1], bounds[1:]):

@@ -71,7 +71,7 @@ from __future__ import annotations
 
 from benchgen.task import Task, deferred
 from benchgen.tasks import citations
-from benchgen.tasks.induction.audit import audit as audit_rows
+from benchgen.tasks.induction.audit_numpy import audit as audit_rows
 from benchgen.tasks.induction.config import PRESETS, InductionConfig
 from benchgen.tasks.induction.generator import SCHEMA, generate, procedural, vocab
 

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from benchgen.schema import string_array
-from benchgen.tasks.baselines import Baseline, Context, list_values
+from benchgen.tasks.baselines import Baseline, Context, list_values, unique_sorted
 from benchgen.vocab import SPECIALS
 
 LETTER0 = len(SPECIALS) + 11  # after the ten digits and "|"
@@ -29,9 +29,17 @@ def sequences(inputs: pa.Array, width: pa.Array) -> Iterator[tuple[np.ndarray, n
     """(row indices, letter matrix (rows, width) with letters 0..A-1) per width among the rows."""
     width = np.asarray(width.to_numpy(), dtype=np.int64)
     values, offsets = list_values(inputs)
-    for n in np.unique(width).tolist():
+    for n in unique_sorted(width).tolist():
         sel = np.flatnonzero(width == n)
-        yield sel, values[offsets[sel + 1][:, None] - n + np.arange(n)].astype(np.int64) - LETTER0
+        yield sel, values[offsets[sel + 1][:, None] - n + np.arange(n)].astype(np.int16) - LETTER0
+
+
+def row_sequences(ctx: Context, rows: pa.Table) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`sequences` of the rows being predicted, built once for every baseline that reads them
+    (the memo holds ``rows`` itself, so its id cannot be reused while the entry lives)."""
+    key = ("induction_sequences", id(rows))
+    cached = ctx.memo(key, lambda: (rows, list(sequences(rows.column("input_ids"), rows.column("width")))))
+    return cached[1]
 
 
 def _letters(codes: np.ndarray) -> pa.Array:
@@ -40,10 +48,10 @@ def _letters(codes: np.ndarray) -> pa.Array:
     return string_array(chars, (codes >= 0).astype(np.int32))
 
 
-def _per_width(rows: pa.Table, fn: Callable[[np.ndarray], np.ndarray]) -> pa.Array:
+def _per_width(ctx: Context, rows: pa.Table, fn: Callable[[np.ndarray], np.ndarray]) -> pa.Array:
     """Apply ``fn(letter matrix) -> letter per row`` width by width; answers in row order."""
     out = np.full(rows.num_rows, -1, dtype=np.int64)
-    for sel, seq in sequences(rows.column("input_ids"), rows.column("width")):
+    for sel, seq in row_sequences(ctx, rows):
         out[sel] = fn(seq)
     return _letters(out)
 
@@ -58,18 +66,24 @@ def find1_letter(seq: np.ndarray) -> np.ndarray:
 
 def one_hop(ctx: Context, rows: pa.Table) -> pa.Array:
     """find_1 instead of find_p: the letter after the previous occurrence of the last letter."""
-    return _per_width(rows, find1_letter)
+    return _per_width(ctx, rows, find1_letter)
 
 
 def last_letter(ctx: Context, rows: pa.Table) -> pa.Array:
     """The sequence's last letter."""
-    return _per_width(rows, lambda seq: seq[:, -1])
+    return _per_width(ctx, rows, lambda seq: seq[:, -1])
 
 
 def most_frequent_letter(ctx: Context, rows: pa.Table) -> pa.Array:
     """The letter occurring most often in the sequence (ties: the earliest in the alphabet)."""
     A = int(ctx.config["alphabet"])
-    return _per_width(rows, lambda seq: np.argmax((seq[:, :, None] == np.arange(A)).sum(axis=1), axis=1))
+
+    def mode(seq: np.ndarray) -> np.ndarray:  # letter counts per row by one bincount; argmax: the first on ties
+        m = len(seq)
+        codes = np.arange(m)[:, None] * A + seq
+        codes = codes[(seq >= 0) & (seq < A)]  # a token outside the alphabet counts for no letter
+        return np.argmax(np.bincount(codes, minlength=m * A).reshape(m, A), axis=1)
+    return _per_width(ctx, rows, mode)
 
 
 def _train_answers(ctx: Context, n: int) -> np.ndarray:
@@ -108,7 +122,7 @@ def fixed_position(ctx: Context, rows: pa.Table) -> pa.Array:
         if not -n <= k < n:
             return np.full(len(seq), -1)
         return seq[:, k]
-    return _per_width(rows, pick)
+    return _per_width(ctx, rows, pick)
 
 
 def _features(seq: np.ndarray, longest: int, A: int) -> np.ndarray:
@@ -165,7 +179,7 @@ def positional_probe(ctx: Context, rows: pa.Table) -> pa.Array:
         if seq.shape[1] > longest:  # positions never seen in train: keep the last `longest`
             seq = seq[:, -longest:]
         return np.argmax(_features(seq, longest, A) @ W + b, axis=1)
-    return _per_width(rows, predict)
+    return _per_width(ctx, rows, predict)
 
 
 BASELINES = [

@@ -28,7 +28,7 @@ TASK = Task(
     name="khop", pretty_name="k-hop knowledge composition",
     description="k-hop composition over a random or permutation knowledge graph (systematic + depth splits)",
     config=KhopConfig, presets=PRESETS, schema=SCHEMA, vocab=make_vocab, generate=generate,
-    audit=deferred("benchgen.tasks.khop.audit:audit_khop"),  # networkx: loaded only by an audit
+    audit=deferred("benchgen.tasks.khop.audit_numpy:audit_khop"),  # networkx: loaded only by an audit
     baselines=deferred("benchgen.tasks.khop.baselines:BASELINES"),
     about=__doc__ or "", citations=(citations.GROKKED, citations.LOOP_THINK_GENERALIZE),
     parallel=True, audit_sample=True,

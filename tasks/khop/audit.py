@@ -1,6 +1,9 @@
 """Independent audit of a khop dataset: rebuild the graph from kg.parquet with networkx, decode
 every query from its token strings, walk it, and check each split guarantee.
 
+This plain-Python walk is the reference route; ``benchgen audit`` runs the same checks vectorised
+(``audit_numpy.py``), and a test holds the two equal on clean and corrupted datasets.
+
 Deliberately shares no code with the generator (plain Python over networkx adjacency). Memory
 stays bounded on 10M-row datasets: rows are walked one record batch at a time, and repeats and
 overlaps between splits are found from a 64-bit key per query, confirmed on the token lists.
@@ -10,17 +13,23 @@ With ``sample``, only a seeded sample of rows per split is walked.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import pyarrow as pa
+
+from benchgen.tasks.queries import overlap, query_keys, repeats, split_keys  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 TOKEN = re.compile(r"^<([er])_(\d+)>$")
 
 
 def load_graph(ds) -> nx.MultiDiGraph:
     """kg.parquet -> MultiDiGraph with one edge per triple, keyed by relation, is_ood attribute."""
+    import networkx as nx  # the plain route only
+
     kg = ds.extra("kg.parquet").to_pydict()
     g = nx.MultiDiGraph()
     g.add_nodes_from(range(int(ds.config["num_entities"])))
@@ -61,68 +70,6 @@ def decode(tokens: list[str], ids: list[int], what: str) -> tuple[list[str], lis
         kinds.append(m.group(1))
         nums.append(int(m.group(2)))
     return kinds, nums
-
-
-def query_keys(inputs) -> np.ndarray:
-    """A 64-bit key per query (its token-id list), vectorised: equal queries get equal keys.
-
-    Keys only nominate candidates; every repeat or overlap they suggest is confirmed on the
-    token lists themselves (:func:`queries_with`), so a key collision can never report a problem.
-    """
-    inputs = inputs.combine_chunks() if isinstance(inputs, pa.ChunkedArray) else inputs
-    offsets = inputs.offsets.to_numpy().astype(np.int64)
-    values = inputs.values.to_numpy()[offsets[0]:offsets[-1]].astype(np.uint64)
-    offsets -= offsets[0]
-    lengths = np.diff(offsets)
-    if not len(values):
-        return lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    pos = np.arange(len(values)) - np.repeat(offsets[:-1], lengths)
-    powers = np.cumprod(np.full(int(lengths.max()), 0x100000001B3, dtype=np.uint64), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        terms = (values + np.uint64(1)) * powers[pos]
-        keys = np.zeros(len(lengths), dtype=np.uint64)
-        nonempty = lengths > 0
-        keys[nonempty] = np.add.reduceat(terms, offsets[:-1][nonempty])
-        keys ^= lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        keys ^= keys >> np.uint64(31)  # splitmix64 finaliser: spreads the linear sum over all bits
-        keys *= np.uint64(0xBF58476D1CE4E5B9)
-        keys ^= keys >> np.uint64(27)
-    return keys
-
-
-def split_keys(ds, split: str) -> np.ndarray:
-    """Query keys of every row of one split (streamed: one record batch at a time)."""
-    parts = [query_keys(b.column(0)) for b in ds.iter_batches(split, columns=["input_ids"])]
-    return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
-
-
-def queries_with(ds, split: str, keys: np.ndarray, wanted: np.ndarray) -> list[tuple]:
-    """The token-id tuples of the rows of ``split`` whose key is in ``wanted`` (in row order)."""
-    out, start = [], 0
-    for b in ds.iter_batches(split, columns=["input_ids"]):
-        n = b.num_rows
-        rows = np.flatnonzero(np.isin(keys[start:start + n], wanted))
-        if len(rows):
-            out += [tuple(q) for q in b.column(0).take(pa.array(rows)).to_pylist()]
-        start += n
-    return out
-
-
-def repeats(ds, split: str, keys: np.ndarray) -> int:
-    """Rows of ``split`` that repeat an earlier row's query (confirmed on the token lists)."""
-    uk, counts = np.unique(keys, return_counts=True)
-    if not (counts > 1).any():
-        return 0
-    seen = Counter(queries_with(ds, split, keys, uk[counts > 1]))
-    return sum(c - 1 for c in seen.values())
-
-
-def overlap(ds, a: str, ka: np.ndarray, b: str, kb: np.ndarray) -> int:
-    """Distinct queries occurring in both splits (candidates by key, confirmed on the token lists)."""
-    both = np.intersect1d(ka, kb)
-    if not len(both):
-        return 0
-    return len(set(queries_with(ds, a, ka, both)) & set(queries_with(ds, b, kb, both)))
 
 
 def sample_rows(ds, split: str, sample: int | None) -> np.ndarray | None:
@@ -220,8 +167,9 @@ def audit_split(ds, split: str, picked: np.ndarray | None, step: dict, atomics: 
     return bad
 
 
-def audit_khop(ds, sample: int | None = None) -> list[str]:
-    """Every split guarantee; ``sample``: walk only that many seeded rows per split (uniqueness,
+def audit_khop_plain(ds, sample: int | None = None) -> list[str]:
+    """Every split guarantee, row by row in plain Python (the reference route; ``audit_numpy`` is the
+    same audit vectorised); ``sample``: walk only that many seeded rows per split (uniqueness,
     disjointness and the checks in benchgen.pipeline.audit still cover every row)."""
     g = load_graph(ds)
     problems = graph_problems(g, ds.config)
@@ -252,6 +200,13 @@ def cross_split_problems(ds, g: nx.MultiDiGraph, keys: dict[str, np.ndarray], at
         # sampled: every sampled 1-hop row must be a triple; coverage needs every row
         if len(atom_set) != len(atomics_in_train) or not (atom_set <= edges if sampled else atom_set == edges):
             problems.append("split 'train': 1-hop rows are not exactly the atomic triples of kg.parquet")
+    return problems + query_overlaps(ds, keys)
+
+
+def query_overlaps(ds, keys: dict[str, np.ndarray]) -> list[str]:
+    """No query of another split occurs in train; valid and test_id are disjoint (keys, confirmed)."""
+    problems = []
+    if "train" in keys:
         for split in [s for s in keys if s != "train"]:
             n = overlap(ds, split, keys[split], "train", keys["train"])
             if n:

@@ -18,6 +18,7 @@ from benchgen.tasks.baselines import (
     mode_by_key,
     mode_for,
     take_strings,
+    unique_sorted,
 )
 from benchgen.tasks.grid.cells import row_hash
 from benchgen.vocab import SPECIALS
@@ -36,12 +37,14 @@ def parse(ctx: Context, inputs: pa.Array) -> tuple[np.ndarray, np.ndarray, np.nd
     return head, first, last, k
 
 
-def _train(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(head entity, last relation, answer entity) per train query (int32: 10M-row trains stay small)."""
+def _train(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(head entity, last relation, answer entity, bag key) per train query, in one pass over train
+    (int32 where it fits: 10M-row trains stay small)."""
     def parse_batch(b: pa.RecordBatch) -> tuple[np.ndarray, ...]:
         head, _, last, _ = parse(ctx, b.column(0))
         ans, _ = list_values(b.column(1))
-        return head.astype(np.int32), last.astype(np.int32), (ans.astype(np.int64) - ENT0).astype(np.int32)
+        return (head.astype(np.int32), last.astype(np.int32), (ans.astype(np.int64) - ENT0).astype(np.int32),
+                _bag_keys(b.column(0)))
     return ctx.train_map("khop_train", ["input_ids", "target_ids"], parse_batch)
 
 
@@ -62,7 +65,7 @@ def _tails(ctx: Context) -> np.ndarray:
 
 
 def _relation_prior(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
-    _, last, ans = _train(ctx)
+    _, last, ans, _ = _train(ctx)
     return ctx.memo("khop_rel_prior", lambda: mode_by_key(last, ans))
 
 
@@ -77,7 +80,7 @@ def head_last_relation_prior(ctx: Context, rows: pa.Table) -> pa.Array:
     """The most frequent train answer among queries with the same head and last relation."""
     R = int(ctx.config["num_relations"])
     head, _, last, _ = parse(ctx, rows.column("input_ids"))
-    th, tlast, ans = _train(ctx)
+    th, tlast, ans, _ = _train(ctx)
     query = head * R + last
     keys, modes = mode_for(th.astype(np.int64) * R + tlast, ans, query)
     rk, rm = _relation_prior(ctx)
@@ -89,7 +92,7 @@ def _bag_keys(inputs: pa.Array) -> np.ndarray:
     values, offsets = list_values(inputs)
     lengths = np.diff(offsets)
     keys = np.zeros(len(lengths), dtype=np.uint64)
-    for n in np.unique(lengths):  # one matrix per query length (a handful of depths)
+    for n in unique_sorted(lengths):  # one matrix per query length (a handful of depths)
         sel = np.flatnonzero(lengths == n)
         m = values[offsets[sel][:, None] + np.arange(n)].astype(np.int64)
         m[:, 1:] = np.sort(m[:, 1:], axis=1)
@@ -99,8 +102,7 @@ def _bag_keys(inputs: pa.Array) -> np.ndarray:
 
 def bag_of_relations(ctx: Context, rows: pa.Table) -> pa.Array:
     """The answer of a train query with the same head and the same multiset of relations, if any."""
-    *_, ans = _train(ctx)
-    train_keys = ctx.train_map("khop_bag_keys", ["input_ids"], lambda b: (_bag_keys(b.column(0)),))[0]
+    *_, ans, train_keys = _train(ctx)
     query = _bag_keys(rows.column("input_ids"))
     keys, modes = mode_for(train_keys, ans, query)
     return _entities(ctx, lookup(query, keys, modes))

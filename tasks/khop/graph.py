@@ -152,8 +152,26 @@ def sample_chains(sg: Subgraph, k: int, n: int, rng: np.random.Generator) -> np.
 
 
 def unique_rows(a: np.ndarray) -> np.ndarray:
-    """Drop repeated query rows keeping first occurrences in order (dedup on packed row bytes)."""
+    """Drop repeated query rows keeping first occurrences in order.
+
+    Rows are hashed to 64 bits and sorted by hash; a row alone with its hash is unique, and only
+    rows sharing a hash (repeats, or a rare collision) are compared byte for byte (``np.unique`` on
+    the packed row bytes), so the rows kept are exactly the first occurrences."""
     a = np.ascontiguousarray(a)
-    key = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
-    _, first = np.unique(key, return_index=True)
-    return a[np.sort(first)]
+    if len(a) < 2:
+        return a
+    with np.errstate(over="ignore"):
+        h = (a.astype(np.uint64) + np.uint64(1)) @ np.cumprod(np.full(a.shape[1], 0x100000001B3, np.uint64),
+                                                             dtype=np.uint64)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    same = np.zeros(len(a), bool)  # sorted position shares its hash with a neighbour
+    same[1:] = hs[1:] == hs[:-1]
+    same[:-1] |= same[1:]
+    keep = order[~same]
+    shared = np.sort(order[same])
+    if len(shared):
+        key = a[shared].view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
+        _, first = np.unique(key, return_index=True)
+        keep = np.concatenate([keep, shared[first]])
+    return a[np.sort(keep)]
