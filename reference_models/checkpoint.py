@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchgen.atomic import signals_deferred
 from benchgen.errors import BenchgenError
 from benchgen.reference_models.config import ModelConfig, TrainConfig, from_dicts
 from benchgen.vocab import Vocab
@@ -69,14 +70,15 @@ def save(run: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if model_cfg.tie_embeddings:
         state.pop("head.weight", None)
-    _atomic(run / WEIGHTS, lambda p: save_file(state, str(p), metadata={"step": str(step)}))
-    if optimizer is not None:
-        _atomic(run / OPTIM, lambda p: torch.save(
-            {"optimizer": optimizer.state_dict(), "step": step, "rng": rng_state()}, p))
-    if vocab is not None:
-        _atomic(run / VOCAB, lambda p: vocab.save(p))
     cfg = {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg), "step": step, **meta}
-    _atomic(run / CONFIG, lambda p: p.write_text(json.dumps(cfg, indent=1) + "\n"))
+    with signals_deferred():  # the files land together: a kill in between would tear the checkpoint
+        _atomic(run / WEIGHTS, lambda p: save_file(state, str(p), metadata={"step": str(step)}))
+        if optimizer is not None:
+            _atomic(run / OPTIM, lambda p: torch.save(
+                {"optimizer": optimizer.state_dict(), "step": step, "rng": rng_state()}, p))
+        if vocab is not None:
+            _atomic(run / VOCAB, lambda p: vocab.save(p))
+        _atomic(run / CONFIG, lambda p: p.write_text(json.dumps(cfg, indent=1) + "\n"))
     return run
 
 

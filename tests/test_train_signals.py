@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from test_train import make_dataset
 
@@ -97,3 +98,34 @@ def test_sigint_after_a_checkpoint_leaves_a_run_that_resumes(tmp_path):
                                     "--steps", str(step + 2)])
     assert res.exit_code == 0, res.output
     assert json.loads((out / "config.json").read_text())["step"] == step + 2
+
+
+def test_a_signal_during_a_checkpoint_waits_for_the_whole_checkpoint(tmp_path, monkeypatch):
+    """SIGINT between two files of a checkpoint is held until every file is written, then raised:
+    the run on disk always holds one step (the torn-checkpoint race behind a resume failure)."""
+    import os
+
+    import torch
+
+    from benchgen.reference_models import checkpoint as ckpt
+    from benchgen.reference_models.config import ModelConfig, TrainConfig
+    from benchgen.reference_models.model import LoopedTransformer
+
+    cfg = ModelConfig(d_model=16, n_heads=2, n_block=1, loops=1, vocab_size=8, max_len=8, positions="learned")
+    model = LoopedTransformer(cfg)
+    opt = torch.optim.AdamW(model.parameters())
+    real, written = ckpt._atomic, []
+
+    def interrupted(path, write):
+        real(path, write)
+        written.append(path.name)
+        if len(written) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives between the weights and the optimizer state
+
+    monkeypatch.setattr(ckpt, "_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save(tmp_path / "run", model, opt, 7, cfg, TrainConfig(), {})
+    assert written == [ckpt.WEIGHTS, ckpt.OPTIM, ckpt.CONFIG]
+    assert json.loads((tmp_path / "run" / ckpt.CONFIG).read_text())["step"] == 7
+    assert torch.load(tmp_path / "run" / ckpt.OPTIM, weights_only=True)["step"] == 7
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
