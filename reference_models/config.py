@@ -36,6 +36,10 @@ class ModelConfig:
         "help": "loopformer: time/step-size embedding modulates norms (1+s) and gates residuals"})
     positions: Literal["none", "learned", "rotary"] = field(default="learned", metadata={
         "help": "position information"})
+    rope_random_max: int = field(default=0, metadata={
+        "help": "rotary only: while training, each row's positions are a sorted random sample of [0, M) "
+                "(randomised positional encodings, Ruoss et al. 2023), so deeper queries meet no unseen "
+                "offsets; evaluation uses 0..L-1 (0: off)"})
     state_init: Literal["auto", "noise"] = field(default="auto", metadata={
         "help": "loop state h_0: auto (the embeddings without injection, zeros with it) or noise "
                 "(truncated normal, Parcae/Huginn)"})
@@ -52,6 +56,8 @@ class ModelConfig:
     def validate(self) -> None:
         if self.d_model <= 0 or self.n_heads <= 0 or self.d_model % self.n_heads:
             raise ConfigError("d_model", f"must be a positive multiple of n_heads ({self.n_heads}), got {self.d_model}")
+        if self.rope_random_max < 0 or (self.rope_random_max and self.positions != "rotary"):
+            raise ConfigError("rope_random_max", "expected 0 (off) or a span > 0 with positions=rotary")
         if self.positions == "rotary" and (self.d_model // self.n_heads) % 2:
             raise ConfigError("n_heads", "rotary positions need an even head size")
         if self.n_block < 1:
@@ -201,16 +207,22 @@ def _saunshi_add(k: int, loops: int) -> dict:
 _CPU_TRAIN = {"lr": 2e-3, "weight_decay": 0.1, "batch_size": 128, "warmup_steps": 100, "schedule": "cosine",
               "min_lr_ratio": 0.1, "eval_every": 250, "eval_examples": 400, "log_every": 25, "threads": 1}
 
-# the CPU depth models: one layer (d=96, rotary, zero-initialised output projections), run once (T=1)
-_CPU_DEPTH_MODEL = {"d_model": 96, "n_heads": 4, "n_block": 1, "loops": 1, "positions": "rotary", "zero_init_out": True}
+# the CPU depth models: one layer (d=96, rotary, zero-initialised output projections), run once (T=1).
+# Randomised rotary positions over [0, 16) while training (Ruoss et al. 2023): a per-position probe showed the
+# looped model computes hop j at token r_j in loop j and failed exactly at positions no training query reaches
+# (7, 8, ...); with them every offset a 12-hop query uses is seen in training (RESULTS.md, ablation).
+_CPU_DEPTH_MODEL = {"d_model": 96, "n_heads": 4, "n_block": 1, "loops": 1, "positions": "rotary", "zero_init_out": True,
+                    "rope_random_max": 16}
 
 # CPU depth runs (khop --preset khop-depth-small). Kept different from LTG, one reason each:
 # threshold 0.9, not 0.95, so hops 2-6 fit in ~4k CPU steps; the gate reads the k-hop *train* rows, not a
 # held-out split, because on a 32-entity graph the shallow hops are small enough to memorise (212 2-hop rows)
 # and a held-out 2-hop gate did not open on CPU (held-out 2-hop 0.03-0.53 after 3k steps), while composition
 # emerges once the deep hops (7.9k-20k rows each) cannot be memorised; held-out test_id / test_depth judge it.
+# Cosine decay to 0.1x lr by the last step (LTG trains at a constant lr for ~1M steps; a 4k-step CPU run
+# needs the decay to settle the deepest hops: +2/+4 accuracy on 3 seeds, RESULTS.md ablation).
 _CPU_DEPTH_TRAIN = {"lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "warmup_steps": 100,
-                    "schedule": "constant", "steps": 4000, "grad_clip": 1.0, "eval_every": 500,
+                    "schedule": "cosine", "min_lr_ratio": 0.1, "steps": 4000, "grad_clip": 1.0, "eval_every": 500,
                     "eval_examples": 200, "log_every": 25, "threads": 1, "curriculum": True,
                     "curriculum_start": 2, "curriculum_every": 100, "curriculum_threshold": 0.9,
                     "curriculum_split": "train", "balance_hops": True}
@@ -269,19 +281,23 @@ _SPECS: dict[str, dict] = {
         "train": {**_CPU_TRAIN, "steps": 3000}},
     # --- CPU depth extrapolation (data: khop --preset khop-depth-small); ~10 min on one core each ---
     "cpu-depth-looped": {
-        "description": "CPU depth extrapolation: 1-layer block d=96, 4 heads, rotary, zero-init outputs; "
-                       "curriculum from 2-hop (add k+1 when k-hop train accuracy > 0.9), hop-balanced "
-                       "batches, T ~ uniform[k, k+3] for the current max hop k (data: khop-depth-small)",
-        "model": {**_CPU_DEPTH_MODEL, "loops": 9},
-        "train": {**_CPU_DEPTH_TRAIN, "loops_sampling": "depth", "loops_extra": 3}},
+        "description": "CPU depth extrapolation: 1-layer block d=96, 4 heads, rotary positions randomised over "
+                       "[0, 16) in training, zero-init outputs, input injection (add); curriculum from 2-hop (add "
+                       "k+1 when k-hop train accuracy > 0.9), hop-balanced batches, T ~ uniform[k, k+6] for the "
+                       "current max hop k, cosine lr decay; 4,000 steps (data: khop-depth-small)",
+        # add injection and T up to k+6 (LTG: none, T fixed or Poisson): both measured to help only together
+        # with randomised positions and the decay (RESULTS.md ablation)
+        "model": {**_CPU_DEPTH_MODEL, "loops": 9, "injection": "add"},
+        "train": {**_CPU_DEPTH_TRAIN, "loops_sampling": "depth", "loops_extra": 6}},
     "cpu-depth-vanilla": {
         "description": "CPU depth extrapolation baseline: the same 1 layer (same parameters) run once, T=1, "
-                       "same curriculum",
+                       "same positions, schedule and curriculum",
         "model": {**_CPU_DEPTH_MODEL},
         "train": {**_CPU_DEPTH_TRAIN}},
     "cpu-depth-isoflop": {
         "description": "CPU depth extrapolation iso-FLOP baseline: 9 distinct layers (the looped model's "
-                       "final trained T) run once, same curriculum (LTG's iso-FLOP vanilla)",
+                       "mean T at the last curriculum stage, uniform[6, 12]) run once, same positions, schedule and "
+                       "curriculum (LTG's iso-FLOP vanilla)",
         "model": {**_CPU_DEPTH_MODEL, "n_block": 9},
         "train": {**_CPU_DEPTH_TRAIN}},
     "cpu-addition-looped": {

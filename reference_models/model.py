@@ -41,11 +41,21 @@ def rmsnorm(x: torch.Tensor, s: torch.Tensor | None, eps: float) -> torch.Tensor
     return (y if s is None else y * (1 + s.to(acc))).to(x.dtype)
 
 
-def rotary(length: int, dim: int, device: torch.device, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables (L, dim/2) for rotary position embeddings."""
+def rotary(length: int, dim: int, device: torch.device, base: float = 10000.0,
+           positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (L, dim/2) for rotary position embeddings at positions 0..L-1, or (B, L, dim/2)
+    at given per-row ``positions`` (B, L)."""
     inv = 1.0 / base ** (torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)
-    ang = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv)
+    pos = torch.arange(length, device=device, dtype=torch.float32) if positions is None else positions.float()
+    ang = pos[..., None] * inv
     return ang.cos(), ang.sin()
+
+
+def random_positions(rows: int, length: int, span: int, device: torch.device) -> torch.Tensor:
+    """Randomised positions (Ruoss et al. 2023): per row, a sorted uniform sample of ``length`` distinct
+    positions from [0, span), so that training sees every relative offset up to ``span`` - 1 while the
+    order of the tokens is kept (evaluation uses 0..L-1). Drawn from torch's generator (the run's seed)."""
+    return torch.rand(rows, span, device=device).argsort(-1)[:, :length].sort(-1).values
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -64,12 +74,15 @@ def rotary_qk(qkv: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
     """
     if rope is None:
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
-    cos, sin = rope
+    cos, sin = rope  # (L, dim/2), or (B, L, dim/2) per row (randomised positions)
     if qkv.dtype not in (torch.float32, torch.float64):
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        if cos.dim() == 3:
+            cos, sin = cos[:, None], sin[:, None]
         return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
     qk = qkv[:, :, :2]
-    turn = torch.complex(cos.to(qkv.dtype), sin.to(qkv.dtype))[None, :, None, None, :]
+    turn = torch.complex(cos.to(qkv.dtype), sin.to(qkv.dtype))
+    turn = turn[:, :, None, None, :] if turn.dim() == 3 else turn[None, :, None, None, :]
     qk = torch.view_as_real(torch.view_as_complex(qk.reshape(*qk.shape[:-1], -1, 2)) * turn).flatten(-2)
     q, k = qk.permute(2, 0, 3, 1, 4)
     return q, k, qkv[:, :, 2].transpose(1, 2)
@@ -276,8 +289,12 @@ class LoopedTransformer(nn.Module):
     def layout(self, idx: torch.Tensor, scored: torch.Tensor | None) -> Packed | None:
         """The packed layout of ``idx`` given its scored positions (None: run the padded grid); sets
         ``self._rope``, what layers get as positions: the rotary tables, with the layout when packed."""
-        L = idx.shape[1]
-        rope = rotary(L, self.cfg.d_model // self.cfg.n_heads, idx.device) if self.cfg.positions == "rotary" else None
+        L, cfg = idx.shape[1], self.cfg
+        rope = None
+        if cfg.positions == "rotary":
+            randomised = self.training and cfg.rope_random_max > L
+            pos = random_positions(idx.shape[0], L, cfg.rope_random_max, idx.device) if randomised else None
+            rope = rotary(L, cfg.d_model // cfg.n_heads, idx.device, positions=pos)
         if scored is None:
             self._rope = rope
             return None

@@ -347,7 +347,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
 # run that never ends; the published presets stay far below them.
 SIZE_LIMITS = {"d_model": 8192, "d_ff": 65536, "n_heads": 256, "n_prelude": 128, "n_block": 128, "n_coda": 128,
                "loops": 1024, "max_len": 65536, "vocab_size": 1_000_000, "batch_size": 65536, "loops_min": 1024,
-               "loops_max": 1024, "loops_extra": 1024, "steps": 10**9, "eval_examples": 10**7, "threads": 4096}
+               "loops_max": 1024, "loops_extra": 1024, "rope_random_max": 65536, "steps": 10**9,
+               "eval_examples": 10**7, "threads": 4096}
 MAX_PARAMS = 500_000_000
 
 

@@ -279,3 +279,45 @@ def test_scored_positions_give_the_padded_grids_values_and_gradients(kw):
         (out[scored] ** 2).sum().backward()
         grads.append([p.grad.clone() for p in m.parameters() if p.grad is not None])
     assert len(grads[0]) == len(grads[1]) and all(torch.allclose(a, b, atol=1e-10) for a, b in zip(*grads))
+
+
+def test_randomised_rotary_positions_are_relative_and_off_at_evaluation(monkeypatch):
+    """rope_random_max: training rows get sorted random positions; shifting every position of a row by a
+    constant changes nothing (rotary is relative), uneven spacing does; evaluation uses 0..L-1."""
+    from benchgen.reference_models import model as model_mod
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=32, n_heads=4, n_block=1, loops=2, positions="rotary", rope_random_max=16,
+                      vocab_size=20, max_len=16)
+    m = LoopedTransformer(cfg).double()
+    idx = torch.randint(4, 20, (3, 7))
+    m.eval()
+    plain = m(idx)
+    off = LoopedTransformer(ModelConfig(**{**cfg.__dict__, "rope_random_max": 0})).double()
+    off.load_state_dict(m.state_dict())
+    off.eval()
+    assert torch.equal(plain, off(idx))  # evaluation: positions 0..L-1 whatever the span
+    m.train()
+    monkeypatch.setattr(model_mod, "random_positions", lambda B, L, span, dev: torch.arange(L)[None].repeat(B, 1) + 5)
+    assert torch.allclose(m(idx), plain, atol=1e-10)  # a constant shift: the same function
+    monkeypatch.setattr(model_mod, "random_positions", lambda B, L, span, dev: (torch.arange(L) * 2)[None].repeat(B, 1))
+    assert not torch.allclose(m(idx), plain, atol=1e-6)  # other spacing: other relative offsets
+    monkeypatch.undo()
+    pos = model_mod.random_positions(500, 7, 16, torch.device("cpu"))
+    assert (pos.diff(dim=1) > 0).all() and pos.min() >= 0 and pos.max() <= 15
+    assert pos[:, 0].max() <= 9 and len(set(pos[:, 0].tolist())) >= 5  # starts vary; 7 sorted positions fit in 16
+
+
+def test_per_row_rotary_tables_match_in_both_rotation_paths():
+    """Per-row (B, L, dim/2) tables rotate the same in the complex (fp32/64) and strided (other dtypes) paths."""
+    from benchgen.reference_models.model import random_positions, rotary, rotary_qk
+
+    torch.manual_seed(1)
+    qkv = torch.randn(2, 5, 3, 2, 8, dtype=torch.float64)
+    rope = rotary(5, 8, torch.device("cpu"), positions=random_positions(2, 5, 12, torch.device("cpu")))
+    fast = rotary_qk(qkv, rope)
+    slow = rotary_qk(qkv.to(torch.bfloat16), rope)
+    for a, b in zip(fast, slow):
+        assert torch.allclose(a, b.double(), atol=0.05, rtol=0.05)
+    row0 = rotary_qk(qkv[:1], tuple(t[0] for t in rope))  # one row's table as an (L, dim/2) table
+    assert all(torch.allclose(a[:1], b) for a, b in zip(fast, row0))
