@@ -150,13 +150,14 @@ def load(path: str | Path, *, output: Output = "benchgen"):
 
 
 # --- evaluation ---------------------------------------------------------------------------------
-PREDICTION_COLUMNS = ("id", "prediction", "loops", "margin", "entropy", "kl_prev")
 
 
 def _predictions_table(predictions) -> Any:
     """A ``datasets.Dataset`` becomes an arrow table of the prediction columns; others pass through."""
     if type(predictions).__module__.startswith("datasets.") and hasattr(predictions, "with_format"):
         table = predictions.with_format("arrow")[:]
+        from benchgen.evaluators.models.protocol import PREDICTION_COLUMNS
+
         return table.select([c for c in PREDICTION_COLUMNS if c in table.column_names])
     return predictions
 
@@ -167,7 +168,7 @@ def evaluate(dataset, predictions, **options: Any):
     ``dataset`` is a directory, a ``Dataset`` or a :class:`MemoryDataset`; ``options`` are those
     of :func:`benchgen.evaluators.evaluate` (splits, allow_missing, normalization, settings,
     model_name, model_metadata). A ``datasets.Dataset`` may carry extra columns (e.g. the
-    examples themselves): only id, prediction, loops, margin, entropy and kl_prev are read.
+    examples themselves): only the predictions contract's columns (evaluators/models/protocol.py) are read.
     """
     from benchgen.evaluators import evaluate as _evaluate
 

@@ -26,6 +26,8 @@ import pyarrow.compute as pc
 ENTITY = r"^<e_\d+>$"
 DEFINITION = ("share of rows whose top-1 token at the answer position after loop t (the model's own readout) is "
               "the entity after hop j (j < k: bridges[j-1]; j = k: the answer), or none of the chain")
+WAVEFRONT = ("share of rows whose top-1 token read out at input position j (the token r_j, which sees the head "
+             "and the first j relations) after loop t is the entity after hop j (bridges[j-1]; at j = k the answer)")
 
 
 def _not_available(reason: str) -> dict:
@@ -44,16 +46,20 @@ def lens_columns(predictions) -> pa.Table | None:
         if path.suffix.lower() in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            if "lens_top1" not in pq.read_schema(path).names:
+            names = pq.read_schema(path).names
+            if "lens_top1" not in names:
                 return None
-            table = pq.read_table(path, columns=["id", "loops", "lens_top1"])
+            table = pq.read_table(path, columns=["id", "loops", "lens_top1",
+                                                 *(["lens_positions"] if "lens_positions" in names else [])])
+            # (an all-null lens_positions column, as adapters without it write, is dropped below)
         else:
             from benchgen.evaluators.scoring.predictions import read_predictions
 
             table = read_predictions(path)
     if "lens_top1" not in table.column_names or "loops" not in table.column_names:
         return None
-    return table.select(["id", "loops", "lens_top1"])
+    positions = "lens_positions" in table.column_names and table.column("lens_positions").null_count < len(table)
+    return table.select(["id", "loops", "lens_top1", *(["lens_positions"] if positions else [])])
 
 
 def probe_shares(dataset, lens: pa.Table | None, splits: list[str]) -> dict:
@@ -69,9 +75,15 @@ def probe_shares(dataset, lens: pa.Table | None, splits: list[str]) -> dict:
         return _not_available("needs a loop sweep (two or more loop counts)")
     loops = sorted(pc.unique(loops_all).to_pylist())
     out = {"available": True, "definition": DEFINITION, "loops": loops, "per_split": {}}
-    for split in splits:
-        out["per_split"][split] = _split_shares(dataset.table(split, columns=["id", "depth", "answer", "bridges"]),
-                                                lens, loops)
+    tables = {split: dataset.table(split, columns=["id", "depth", "answer", "bridges"]) for split in splits}
+    for split, rows in tables.items():
+        out["per_split"][split] = _split_shares(rows, lens, loops)
+    if "lens_positions" in lens.column_names:
+        out["wavefront"] = {"definition": WAVEFRONT, "per_split": {
+            split: _split_wavefront(rows, lens, loops, dataset.vocab.tokens) for split, rows in tables.items()}}
+    else:
+        out["wavefront"] = {"available": False, "reason": "the predictions carry no per-position readout "
+                            "(lens_positions; reference: models emit it with a loop sweep)"}
     return out
 
 
@@ -129,6 +141,47 @@ def _split_shares(rows: pa.Table, lens: pa.Table, loops: list[int]) -> list[dict
                     "hops": [f"hop {j}" for j in range(1, K)] + ["answer"],
                     "share": [[_num(x) for x in r] for r in share], "neither": [_num(x) for x in none],
                     "repeated_chain_rows": int(repeated[depth_all == k].sum())})
+    return out
+
+
+def _split_wavefront(rows: pa.Table, lens: pa.Table, loops: list[int], tokens: list[str]) -> list[dict]:
+    """Per depth k of one split: shares [t][j] (j = 1..k) of rows whose readout at input position j is the
+    entity after hop j, and the first loop at which each position's share reaches 0.5 (None: never)."""
+    idx = pc.fill_null(pc.index_in(lens.column("id"), value_set=rows.column("id").combine_chunks()), -1)
+    idx = idx.to_numpy(zero_copy_only=False).astype(np.int64)
+    keep = idx >= 0
+    idx = idx[keep]
+    t_code = np.searchsorted(loops, lens.column("loops").filter(pa.array(keep)).to_numpy())
+    readout = lens.column("lens_positions").filter(pa.array(keep)).combine_chunks()
+    r_vals, r_off = readout.values.to_numpy(zero_copy_only=False), readout.offsets.to_numpy()
+    # the chain as entity text per dataset row: hop j's entity at position j (bridges, then the answer)
+    flat, b_row, b_hop = _chain_strings(rows)
+    depth_all = rows.column("depth").to_numpy().astype(np.int64)
+    ends = np.concatenate([[0], np.cumsum(depth_all)])  # chain entity slots: k per row
+    chain = np.empty(int(ends[-1]), dtype=object)
+    chain[ends[b_row] + b_hop] = np.asarray(flat.to_pylist(), dtype=object)
+    chain[ends[1:] - 1] = np.asarray(rows.column("answer").to_pylist(), dtype=object)
+    words = np.asarray(tokens, dtype=object)
+    out = []
+    for k in np.unique(depth_all):
+        K, sel = int(k), np.flatnonzero(depth_all[idx] == k)
+        if not len(sel):
+            continue
+        j = np.arange(1, K + 1)
+        n_read = r_off[sel + 1] - r_off[sel]
+        ok_len = n_read >= K + 1  # the readout covers positions 0..k (input e_h r_1 .. r_k)
+        at = r_vals[np.minimum(r_off[sel][:, None] + j[None, :], len(r_vals) - 1)]
+        got = np.where(ok_len[:, None], words[np.clip(at, 0, len(words) - 1)], None)
+        want = chain[ends[idx[sel]][:, None] + j[None, :] - 1]
+        hit = got == want
+        n_t = np.bincount(t_code[sel], minlength=len(loops))
+        grid = np.zeros((len(loops), K))
+        np.add.at(grid, t_code[sel], hit.astype(np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = grid / n_t[:, None]
+        first = [next((loops[t] for t in range(len(loops)) if share[t, c] >= 0.5), None) for c in range(K)]
+        out.append({"depth": K, "n": int(n_t.max()), "positions": [f"r_{c}" for c in j],
+                    "share": [[_num(x) for x in r] for r in share], "first_loop_over_half": first})
     return out
 
 

@@ -6,7 +6,8 @@
 Loops sweep in one pass: one forward pass of T_max = max(loops) iterations over the query
 followed by the reference answer (teacher forcing; causal, so the query positions are unaffected)
 reads every iteration out (norm -> head on the loop state at each t). It gives each T's first
-answer token, the logit-lens readout ``lens_top1`` (that token as text), and the per-loop
+answer token, the logit-lens readout ``lens_top1`` (that token as text), the readout at every input
+position (``lens_positions``, token ids: the per-position "wavefront" probe), and the per-loop
 statistics over the whole answer (:mod:`benchgen.evaluators.models.loop_stats`: margin, entropy,
 KL to the previous swept T both ways, min-p KL, confidence, and ``latent_diff`` from the loop
 states), the same definitions the hf and torchscript adapters report.
@@ -91,7 +92,9 @@ class ReferenceAdapter(ModelAdapter):
         for T in Ts:
             logp = torch.log_softmax(per_t[T - 1][rr, pos].double(), -1).cpu().numpy()
             stats.add(logp, None if states is None else states[T - 1][rr, pos].double().cpu().numpy())
-        return first, stats.result()
+        # the readout at every input position after each swept T (the wavefront probe), (len(Ts), B, max n_in)
+        at_positions = per_t[[T - 1 for T in Ts], :, :int(n_in.max())].argmax(-1).cpu().numpy().astype(np.int32)
+        return first, stats.result(), at_positions
 
     @torch.no_grad()
     def _predict_batch(self, n_in: np.ndarray, in_vals: np.ndarray, target: np.ndarray, Ts: list[int]):
@@ -103,7 +106,7 @@ class ReferenceAdapter(ModelAdapter):
         buf[np.arange(width)[None, :] < n_in[:, None]] = in_vals
         buf_t = torch.from_numpy(buf).to(self.device)
         last = torch.from_numpy(n_in - 1).to(self.device)
-        first, stats = self._readout(buf_t, target, n_in, Ts)
+        first, stats, at_positions = self._readout(buf_t, target, n_in, Ts)
         preds = []
         for T in Ts:
             out = torch.full((B, fmt.max_answer), pad, dtype=torch.long, device=self.device)
@@ -118,7 +121,7 @@ class ReferenceAdapter(ModelAdapter):
                 out[:, j] = nxt
                 seq[rows, last + 1 + j] = nxt
             preds.append(out.cpu().numpy())
-        return np.stack(preds), stats  # (len(Ts), B, max_answer), name -> (len(Ts), B)
+        return np.stack(preds), stats, at_positions  # (len(Ts), B, max_answer), name -> (len(Ts), B), readouts
 
     def _targets(self, tsrc: pa.Table, n: int) -> np.ndarray:
         """(n, A) reference answer ids, -1 past each answer; UNKNOWN at the first position without targets."""
@@ -150,11 +153,14 @@ class ReferenceAdapter(ModelAdapter):
         starts = np.concatenate([[0], np.cumsum(n_all)])
         n, k = len(n_all), len(Ts)
         parts = [np.zeros((k, 0, self.fmt.max_answer), np.int64)]
+        width = int(n_all.max()) if n else 1
+        lens_pos = np.zeros((k, n, width), np.int32)  # the per-position readouts, padded to the longest input
         stats: dict[str, list[np.ndarray]] = {}
         for s in range(0, n, self.batch_size):
             e = min(s + self.batch_size, n)
-            p, st = self._predict_batch(n_all[s:e], vals_all[starts[s]:starts[e]], target[s:e], Ts)
+            p, st, at_positions = self._predict_batch(n_all[s:e], vals_all[starts[s]:starts[e]], target[s:e], Ts)
             parts.append(p)
+            lens_pos[:, s:e, :at_positions.shape[2]] = at_positions
             for name in set(stats) | set(st):
                 stats.setdefault(name, [np.full((k, s), np.nan)]).append(st.get(name, np.full((k, e - s), np.nan)))
         flat = np.concatenate(parts, axis=1).transpose(1, 0, 2).reshape(n * k, -1)  # example-major rows
@@ -173,6 +179,9 @@ class ReferenceAdapter(ModelAdapter):
             if (keep is None or name in keep) and not np.isnan(v).all():
                 cols[name] = pa.array(v, pa.float64(), mask=np.isnan(v))
         cols["lens_top1"] = self.vocab.render(list_array_from_matrix(flat[:, :1], np.ones(len(flat), np.int64)))
+        if loops:  # one list per (example, loop count): the readout at each of the example's input positions
+            cols["lens_positions"] = list_array_from_matrix(lens_pos.transpose(1, 0, 2).reshape(n * k, width),
+                                                            np.repeat(n_all, k))
         return pa.table(cols).replace_schema_metadata({STATS_KEY: definition_json().encode()})
 
 

@@ -104,3 +104,56 @@ def test_models_without_a_readout_say_so(trained, tmp_path):
     probes = json.loads((tmp_path / "x" / "results.json").read_text())["metrics"]["probes"]
     assert not probes["available"] and probes["reason"].startswith("not available for this model")
     assert "not available for this model" in (tmp_path / "x" / "report.md").read_text()
+    # an answer-position readout without per-position readouts (as hf models give): no wavefront, said so
+    import pyarrow as pa
+
+    table = pq.read_table(out / "predictions.parquet")
+    nulls = table.set_column(table.schema.get_field_index("lens_positions"), "lens_positions",
+                             pa.nulls(table.num_rows, pa.list_(pa.int32())))
+    pq.write_table(nulls, tmp_path / "no-positions.parquet")
+    r = CliRunner().invoke(main, ["evaluate", str(ds_path), "--predictions", str(tmp_path / "no-positions.parquet"),
+                                  "--no-plots", "--out", str(tmp_path / "y")])
+    assert r.exit_code == 0, r.output
+    probes = json.loads((tmp_path / "y" / "results.json").read_text())["metrics"]["probes"]
+    assert probes["available"] and not probes["wavefront"]["available"]
+
+
+def test_wavefront_equals_a_direct_per_position_computation(trained):
+    """The per-position probe (#21): at input position j (token r_j) after loop t, the share of rows whose
+    readout is the entity after hop j, recomputed row by row from the model's own readout at every position;
+    re-scoring the saved predictions file reproduces it."""
+    from benchgen.reference_models import checkpoint as ckpt
+
+    ds_path, run = trained
+    probes = run_probes(ds_path, f"reference:{run}", loops=LOOPS, splits=["test_depth", "test_id"], batch_size=5)
+    model, _ = ckpt.load_model(run)
+    ds = load(ds_path)
+    tokens = ds.vocab.tokens
+    for split in ("test_depth", "test_id"):
+        direct: dict[int, list] = {}
+        for r in ds.table(split).to_pylist():
+            with torch.no_grad():
+                per_t = model(torch.tensor([r["input_ids"]]), loops=max(LOOPS), readout="all")[:, 0]
+            chain = [f"<e_{b}>" for b in r["bridges"]] + [r["answer"]]
+            direct.setdefault(r["depth"], []).append(
+                [[tokens[int(per_t[t - 1, j].argmax())] == chain[j - 1] for j in range(1, len(chain) + 1)]
+                 for t in LOOPS])
+        got = {d["depth"]: d for d in probes["wavefront"]["per_split"][split]}
+        assert set(got) == set(direct)
+        for k, rows in direct.items():
+            share = np.mean(np.array(rows, dtype=float), axis=0)
+            assert np.allclose(np.array(got[k]["share"], dtype=float), share), (split, k)
+            first = [next((t for t, v in zip(LOOPS, share[:, c]) if v >= 0.5), None) for c in range(k)]
+            assert got[k]["first_loop_over_half"] == first and got[k]["n"] == len(rows)
+    out = ds_path.parent / "wf-eval"
+    res = CliRunner().invoke(main, ["evaluate", str(ds_path), "--model", f"reference:{run}", "--loops", "1,2,3,5",
+                                    "--splits", "test_depth,test_id", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((out / "results.json").read_text())["metrics"]["probes"]["wavefront"]
+    assert saved["per_split"] == probes["wavefront"]["per_split"]
+    assert (out / "plots" / "wavefront_heatmap.png").exists()
+    again = CliRunner().invoke(main, ["evaluate", str(ds_path), "--predictions", str(out / "predictions.parquet"),
+                                      "--no-plots", "--out", str(ds_path.parent / "wf-rescore")])
+    assert again.exit_code == 0, again.output
+    rescored = json.loads((ds_path.parent / "wf-rescore" / "results.json").read_text())["metrics"]["probes"]
+    assert rescored["wavefront"]["per_split"] == saved["per_split"]

@@ -20,8 +20,10 @@ import pyarrow as pa
 #                           defines each; margin = min over answer tokens of target minus best other logit)
 #   lens_top1: string       the model's top-1 next token at the answer position read out after this
 #                           loop count (logit lens), as text (optional; per-loop probes of khop)
+#   lens_positions: list<int32>  the top-1 token id read out at every input position after this loop
+#                           count (optional; the per-position "wavefront" probe of khop)
 LOOP_STAT_COLUMNS = ("margin", "entropy", "kl_prev", "kl_from_prev", "minp_kl", "confidence", "latent_diff")
-PREDICTION_COLUMNS = ("id", "prediction", "loops", *LOOP_STAT_COLUMNS, "lens_top1")
+PREDICTION_COLUMNS = ("id", "prediction", "loops", *LOOP_STAT_COLUMNS, "lens_top1", "lens_positions")
 
 
 @runtime_checkable

@@ -27,6 +27,7 @@ PREDICTIONS_SCHEMA = pa.schema([
     pa.field("loops", pa.int32()),
     *[pa.field(c, pa.float64()) for c in OPTIONAL_FLOATS],
     *[pa.field(c, pa.string()) for c in OPTIONAL_TEXT],
+    pa.field("lens_positions", pa.list_(pa.int32())),  # the readout at every input position (wavefront probe)
 ])
 # The only columns a model is handed: nothing answer-bearing (answer, target_ids, bridges, ...).
 MODEL_VISIBLE = ("id", "prompt", "input_ids")
@@ -135,6 +136,12 @@ def validate_output(out, batch: pa.Table, counts: list[int | None], name: str, v
     for c in OPTIONAL_TEXT:
         have = c in out.column_names and pa.types.is_string(out.column(c).type)
         cols[c] = out.column(c) if have else pa.nulls(out.num_rows, pa.string())
+    pos = out.column("lens_positions") if "lens_positions" in out.column_names else None
+    if pos is not None and not ((pa.types.is_list(pos.type) or pa.types.is_large_list(pos.type))
+                                and pa.types.is_integer(pos.type.value_type)):
+        raise BenchgenError(f"model {name}: output 'lens_positions' must be lists of token ids, got {pos.type}")
+    cols["lens_positions"] = pos.cast(pa.list_(pa.int32())) if pos is not None else pa.nulls(out.num_rows,
+                                                                                              pa.list_(pa.int32()))
     meta = {STATS_KEY: out.schema.metadata[STATS_KEY]} if STATS_KEY in (out.schema.metadata or {}) else None
     return pa.table(cols, schema=PREDICTIONS_SCHEMA if meta is None else PREDICTIONS_SCHEMA.with_metadata(meta))
 

@@ -99,8 +99,43 @@ def plot_probe_heatmaps(results: Results, path: Path) -> Path | None:
     return path
 
 
+def plot_wavefront_heatmaps(results: Results, path: Path) -> Path | None:
+    """Per depth: share of rows whose readout at input position r_j is hop j's entity, loops x positions."""
+    wf = results.metrics.get("probes", {}).get("wavefront", {})
+    if not wf.get("per_split"):
+        return None
+    loops = results.metrics["probes"]["loops"]
+    depth_split = results.settings.get("depth_split", "test_depth")
+    split = depth_split if wf["per_split"].get(depth_split) else next((s for s, v in wf["per_split"].items() if v), None)
+    if split is None:
+        return None
+    depths = wf["per_split"][split]
+    plt = _pyplot()
+    ncol = min(3, len(depths))
+    nrow = -(-len(depths) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol + 1, 3.6 * nrow), squeeze=False, constrained_layout=True)
+    im = None
+    for ax, d in zip(axes.flat, depths):
+        grid = np.array([[np.nan if v is None else v for v in row] for row in d["share"]], dtype=float)
+        im = ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma")
+        ax.plot(np.arange(len(d["positions"])), [loops.index(j + 1) if j + 1 in loops else np.nan
+                                                 for j in range(len(d["positions"]))], "c--", lw=1, label="t = j")
+        ax.set_xticks(range(len(d["positions"])), [p.replace("r_", "") for p in d["positions"]], fontsize=8)
+        step = max(1, len(loops) // 8)
+        ax.set_yticks(range(0, len(loops), step), [str(t) for t in loops][::step], fontsize=8)
+        ax.set(xlabel="input position j (token r_j)", ylabel="loop t", title=f"{split}, depth {d['depth']}")
+    for ax in list(axes.flat)[len(depths):]:
+        ax.set_visible(False)
+    fig.colorbar(im, ax=axes.ravel().tolist(), label="share of rows (readout = entity after hop j)", shrink=0.9)
+    fig.suptitle(f"{results.model_name}: readout at every position, per loop (dashed: one hop per loop)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_loop_plots(results: Results, plot_dir: Path) -> list[Path]:
     """The plots of this module that apply to ``results``."""
     made = [plot_compute_accuracy(results, plot_dir / "compute_accuracy.png"),
-            plot_probe_heatmaps(results, plot_dir / "probes_heatmap.png")]
+            plot_probe_heatmaps(results, plot_dir / "probes_heatmap.png"),
+            plot_wavefront_heatmaps(results, plot_dir / "wavefront_heatmap.png")]
     return [p for p in made if p is not None]

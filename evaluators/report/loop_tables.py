@@ -91,6 +91,23 @@ def probe_tables(results: Results) -> list[Table]:
              ["split", "depth", "hop", "loop with the highest share", "share"], rows)]
 
 
+def wavefront_tables(results: Results) -> list[Table]:
+    """Per split, depth and input position r_j: the first loop at which hop j's entity is the readout there
+    in at least half the rows, and the share at loop t = j (one hop per loop predicts j)."""
+    wf = results.metrics.get("probes", {}).get("wavefront", {})
+    if not wf.get("per_split"):
+        return []
+    loops = results.metrics["probes"]["loops"]
+    rows = []
+    for split, depths in wf["per_split"].items():
+        for d in depths:
+            for c, (name, first) in enumerate(zip(d["positions"], d["first_loop_over_half"])):
+                at_j = d["share"][loops.index(c + 1)][c] if c + 1 in loops else None
+                rows.append([split, d["depth"], name, "never" if first is None else first, _f(at_j)])
+    return [(f"Per-position probes (wavefront): {wf['definition']}",
+             ["split", "depth", "position", "first loop with share >= 0.5", "share at loop t = j"], rows)]
+
+
 def loop_tables(results: Results) -> list[Table]:
     """Every table of this module, in report order."""
-    return exit_rule_tables(results) + saturation_tables(results) + probe_tables(results)
+    return exit_rule_tables(results) + saturation_tables(results) + probe_tables(results) + wavefront_tables(results)

@@ -173,7 +173,8 @@ def render_markdown(results: Results, plot_files: list[str] | None = None) -> st
 
 PLOT_TITLES = {"accuracy_vs_depth": "Accuracy vs depth", "depth_loops_heatmap": "Accuracy by depth × loops",
                "margin_vs_iteration": "Logit margin vs iteration", "compute_accuracy": "Compute vs accuracy (exit rules)",
-               "probes_heatmap": "Per-loop probes (logit lens)"}
+               "probes_heatmap": "Per-loop probes (logit lens)",
+               "wavefront_heatmap": "Per-position probes (wavefront)"}
 
 
 def _code(escaped: str) -> str:

@@ -210,6 +210,12 @@ def validate_predictions(table: pa.Table, source: str = "predictions") -> pa.Tab
         if not (_is_text(lens.type) or pa.types.is_null(lens.type)):
             raise BenchgenError(f"{where} column 'lens_top1': expected string, got {lens.type}")
         out["lens_top1"] = lens.cast(pa.string())
+    if "lens_positions" in table.column_names:  # per-position readouts (token ids) of the wavefront probe
+        pos = _column(table, "lens_positions")
+        if not (pa.types.is_null(pos.type) or (pa.types.is_list(pos.type) or pa.types.is_large_list(pos.type))
+                and pa.types.is_integer(pos.type.value_type)):
+            raise BenchgenError(f"{where} column 'lens_positions': expected lists of token ids, got {pos.type}")
+        out["lens_positions"] = pos.cast(pa.list_(pa.int32()))
     ordered = [c for c in PREDICTION_COLUMNS if c in out]
     return pa.table({c: out[c] for c in ordered})
 
