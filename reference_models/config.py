@@ -227,6 +227,28 @@ _CPU_DEPTH_TRAIN = {"lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "warmup
                     "curriculum_start": 2, "curriculum_every": 100, "curriculum_threshold": 0.9,
                     "curriculum_split": "train", "balance_hops": True}
 
+# CPU p-hop models (Saunshi et al.'s induction: d=128, 8 heads, rotary, lr 1e-3, batch 256, 200k steps). Kept
+# different, one reason each: d=64 / 4 heads and batch 64 so a run fits ~15 min on one core; one prelude layer so
+# the previous-letter features are computed once and the looped layer only hops (find1 is one fixed attention
+# pattern per loop); additive injection keeps those features in every loop; the hop curriculum, hop-balanced
+# batches and the train-split gate are the CPU depth preset's (the curriculum needs contiguous hops 1..8); it
+# starts at p=1 alone, because from p 1-2 together the model took the last-letter shortcut and no induction
+# head formed in 1,575 steps (reference_models/RESULTS.md).
+_CPU_PHOP_MODEL = {"d_model": 64, "n_heads": 4, "n_prelude": 1, "n_block": 1, "loops": 1, "positions": "rotary",
+                   "zero_init_out": True}
+_CPU_PHOP_TRAIN = {**_CPU_DEPTH_TRAIN, "batch_size": 64, "steps": 3000, "curriculum_start": 1}
+
+# CPU addition, Saunshi et al.'s k x L comparison (paper: d=256, 8 heads, FFN 1024, learned positions, lr 1e-3,
+# wd 0.01, batch 256, 1000 warmup, cosine, 200k steps). Kept different, one reason each: d=64 / 4 heads, batch
+# 128, 100 warmup and 3,000 steps so a run fits ~15 min on one core. Learned positions as in the paper: with
+# rotary positions the first answer digit (the units digit, answers reversed) stayed at chance (teacher-forced
+# 0.10-0.11 on train rows for 2x4, 2x1 and 8x1 after 3,000 steps, and for 2x1 at lr 3e-3 after 6,000) while
+# learned positions reach 0.46 after 3,000 (reference_models/RESULTS.md); test_depth prompts (5-6 operands)
+# are longer than every training prompt, so its positions are untrained: test_depth is not judged here.
+_CPU_ADD_MODEL = {"d_model": 64, "n_heads": 4, "positions": "learned"}
+_CPU_ADD_TRAIN = {**_CPU_TRAIN, "lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "steps": 3000,
+                  "eval_examples": 300}
+
 _SPECS: dict[str, dict] = {
     **{f"ltg-systematic-r{r}": _ltg_sys(r) for r in (1, 2, 4, 8)},
     "ltg-depth": _ltg_depth(4, sampled=True),
@@ -300,6 +322,30 @@ _SPECS: dict[str, dict] = {
                        "curriculum (LTG's iso-FLOP vanilla)",
         "model": {**_CPU_DEPTH_MODEL, "n_block": 9},
         "train": {**_CPU_DEPTH_TRAIN}},
+    # --- CPU p-hop (data: induction at p 1-8, lengths 64/96; the command is in RESULTS.md) ----------
+    "cpu-phop-looped": {
+        "description": "CPU p-hop: 1 prelude layer (each position's previous letter, once) + 1 layer looped "
+                       "with additive injection, d=64, 4 heads, rotary; hop curriculum from p=1 (add p+1 when "
+                       "p-hop train accuracy > 0.9), hop-balanced batches, T ~ uniform[k, k+3]",
+        "model": {**_CPU_PHOP_MODEL, "loops": 11, "injection": "add"},
+        "train": {**_CPU_PHOP_TRAIN, "loops_sampling": "depth", "loops_extra": 3}},
+    "cpu-phop-vanilla": {
+        "description": "CPU p-hop baseline: the same 2 layers (same parameters) run once, T=1, same curriculum",
+        "model": {**_CPU_PHOP_MODEL, "injection": "add"},
+        "train": {**_CPU_PHOP_TRAIN}},
+    "cpu-phop-isoflop": {
+        "description": "CPU p-hop iso-FLOP baseline: 1 prelude + 11 distinct layers (the looped model's largest "
+                       "trained T) run once, same curriculum",
+        "model": {**_CPU_PHOP_MODEL, "n_block": 11},
+        "train": {**_CPU_PHOP_TRAIN}},
+    # --- CPU Saunshi comparison on addition (data: addition-small with --reverse-answer --train-per-cell 5000) ---
+    **{f"cpu-addition-{k}x{L}": {
+        "description": f"CPU Saunshi et al. addition {k}x{L}: a {k}-layer block "
+                       + ("looped 4 times" if L > 1 else "run once") + ", d=64, 4 heads, learned positions; lr 1e-3, "
+                       "wd 0.01, cosine, batch 128, 3,000 steps (data: addition-small, answers reversed)",
+        "model": {**_CPU_ADD_MODEL, "n_block": k, "loops": L},
+        "train": dict(_CPU_ADD_TRAIN)}
+       for k, L in ((2, 4), (2, 1), (8, 1))},
     "cpu-addition-looped": {
         "description": "CPU: 2-layer block looped T=4, d=64, rotary positions (addition --preset addition-small)",
         "model": {"d_model": 64, "n_heads": 4, "n_block": 2, "loops": 4, "positions": "rotary"},

@@ -34,6 +34,11 @@ class Baseline:
 
     ``exact_at``: depths where the shortcut *is* the task (e.g. the sum of the first two operands
     when there are two), so the validity check ignores it there.
+
+    ``hops_short``: > 0 marks a *partial-depth line*, not a shortcut: the task's own algorithm run
+    ``hops_short`` steps short of the row's depth (p-hop: the find_{p-j} answer). A model whose
+    reasoning stops j hops early scores it, so depth claims are judged against it; it is recorded and
+    shown beside the shortcuts but never fails the validity audit (applies at depths >= hops_short).
     """
 
     name: str
@@ -41,6 +46,17 @@ class Baseline:
     description: str
     cheap: bool = True
     exact_at: tuple[int, ...] = ()
+    hops_short: int = 0
+
+    @property
+    def partial(self) -> bool:
+        """Whether this is a partial-depth line (partial reasoning) rather than a shortcut."""
+        return self.hops_short > 0
+
+    def applies(self, depth: int) -> bool:
+        """Whether the baseline is scored at ``depth``: not where it is the task, nor (partial lines)
+        where the row has fewer hops than it is short of."""
+        return depth not in self.exact_at and depth >= self.hops_short
 
 
 class Context:
@@ -241,6 +257,9 @@ def majority_code(ctx: Context) -> int:
 
 
 # --- the common baselines -----------------------------------------------------------------------
+PARTIAL = ("the task's own algorithm stopped j hops short of the row's depth: partial reasoning, not a "
+           "shortcut (a model whose reasoning stops early scores it, so depth claims are judged against the "
+           "best of them; they never fail the audit)")
 CHANCE = ("1 / (distinct answers in the (split, depth) cell): the expected accuracy of a uniform "
           "guess over the answers the cell actually uses")
 

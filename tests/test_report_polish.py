@@ -31,14 +31,16 @@ def test_report_tables_show_chance_best_shortcut_and_define_the_horizon(evaluate
     md = (evaluated / "e0.1" / "report.md").read_text()
     validity = load(evaluated / "d").manifest["validity"]["splits"]
     lines = md.splitlines()
-    start = lines.index("| split | depth | n | accuracy | 95% CI | chance | best shortcut |")
+    start = lines.index("| split | depth | n | accuracy | 95% CI | chance | best shortcut | above floor |")
     assert lines[start - 2].startswith("## Accuracy by depth (chance = 1 / distinct answers in the cell")
     end = lines.index("", start)
     rows = [line.split(" | ") for line in lines[start + 2:end]]
     checked = 0
     for e in validity["test_depth"]:
         row = next(r for r in rows if r[0] == "| test_depth" and r[1] == str(e["depth"]))
-        assert row[5] == f"{e['chance']:.3f}" and row[6] == f"{e['best']['baseline']} {e['best']['accuracy']:.3f} |"
+        assert row[5] == f"{e['chance']:.3f}" and row[6] == f"{e['best']['baseline']} {e['best']['accuracy']:.3f}"
+        low = float(row[4].strip("[]").split(",")[0])  # the depth claim: its lower bound clears the best floor
+        assert row[7] == ("yes |" if low > max(e["chance"], e["best"]["accuracy"]) else "no |")
         checked += 1
     assert checked == len(validity["test_depth"]) > 0
     assert "the deepest depth up to which every depth reaches tau" in md

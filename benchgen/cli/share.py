@@ -66,7 +66,8 @@ def baselines_cmd(dataset_dir, out, only, splits, plots, bootstrap, overwrite, a
     """Score the task's non-reasoning baselines (fitted on train) like any model: floor rows.
 
     Writes OUTDIR/<baseline>/results.json (+ report.md, predictions.parquet) and
-    OUTDIR/summary.json / summary.md: per split and depth, chance and the best shortcut.
+    OUTDIR/summary.json / summary.md: per split and depth, chance, the best shortcut and (p-hop)
+    the best partial-depth line (the answer j hops short of p: partial reasoning, not a shortcut).
 
     \b
     Examples:
@@ -74,19 +75,20 @@ def baselines_cmd(dataset_dir, out, only, splits, plots, bootstrap, overwrite, a
       benchgen baselines data/phop --only one_hop,positional_probe --out floors/phop
       benchgen leaderboard eval/*/results.json floors/khop-small --out board.md
     """
-    from benchgen.pipeline.baselines import run_baselines
+    from benchgen.pipeline.baselines import best_text, run_baselines
 
     run = run_baselines(dataset_dir, out, only=split_list(only), splits=split_list(splits),
                         overwrite=overwrite, plots=plots, bootstrap=bootstrap)
     if as_json:
         echo_json({"out": str(run.out), "seconds": round(run.seconds, 2), **run.summary})
         return
-    click.echo(f"{'split':<16} {'depth':>5} {'n':>6} {'chance':>7}  best shortcut baseline (accuracy [95% CI])")
+    partial = "partial_note" in run.summary
+    click.echo(f"{'split':<16} {'depth':>5} {'n':>6} {'chance':>7}  best shortcut baseline (accuracy [95% CI])"
+               + ("  |  best partial-depth line" if partial else ""))
     for split, rows in run.summary["splits"].items():
         for e in rows:
-            b = e.get("best")
-            best = "–" if b is None else f"{b['baseline']} {b['accuracy']:.3f} [{b['ci_low']:.3f}, {b['ci_high']:.3f}]"
-            click.echo(f"{split:<16} {e['depth']:>5} {e['n']:>6} {e['chance']:>7.4f}  {best}")
+            click.echo(f"{split:<16} {e['depth']:>5} {e['n']:>6} {e['chance']:>7.4f}  {best_text(e.get('best'))}"
+                       + (f"  |  {best_text(e.get('best_partial'))}" if partial else ""))
     click.echo(f"wrote {len(run.names)} baseline(s) to {run.out} in {run.seconds:.1f}s")
 
 

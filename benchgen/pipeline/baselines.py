@@ -4,7 +4,8 @@ Each baseline (``tasks/baselines.py`` and ``tasks/<task>/baselines.py``, fitted 
 splits; the predictions go through the same ``evaluate`` as any model, and land in
 ``OUT/<baseline>/`` as ``results.json``, ``report.md`` and ``predictions.parquet``, marked
 ``model.floor`` so ``benchgen leaderboard`` shows them as floor rows. ``OUT/summary.json`` and
-``OUT/summary.md`` hold the table split x depth -> chance and the best shortcut baseline.
+``OUT/summary.md`` hold the table split x depth -> chance, the best shortcut baseline and (tasks that
+have them) the best partial-depth line.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from benchgen.evaluators.scoring.predictions import write_predictions
 from benchgen.evaluators.scoring.score import resolve_dataset
 from benchgen.pipeline.validity import CHANCE
 from benchgen.stats import wilson
-from benchgen.tasks.baselines import LOOKUP, Context, for_task, sorted_codes
+from benchgen.tasks.baselines import LOOKUP, PARTIAL, Context, for_task, sorted_codes
 
 SUMMARY = "summary.json"
 
@@ -56,9 +57,11 @@ def select(task: str, only: list[str] | None):
 
 def _summary(ds, cells_by_name: dict, chosen) -> dict:
     """Per scored split and depth: n, chance, every baseline's accuracy, the best shortcut."""
-    exact = {b.name: b.exact_at for b in chosen}
+    by_name = {b.name: b for b in chosen}
     first = next(iter(cells_by_name.values()))
     out: dict = {"chance": CHANCE, "splits": {}}
+    if any(b.partial for b in chosen):
+        out["partial_note"] = PARTIAL
     for split in dict.fromkeys(first["split"]):
         answers = ds.table(split, columns=["depth", "answer"])
         depth = answers.column("depth").to_numpy().astype(np.int64)
@@ -72,27 +75,41 @@ def _summary(ds, cells_by_name: dict, chosen) -> dict:
                 correct[name] = int(sel["correct"].sum())
             entry = {"depth": d, "n": n, "chance": 1.0 / len(np.unique(code[depth == d])),
                      "accuracy": {k: c / n for k, c in correct.items()}}
-            shortcuts = [k for k in correct if k not in (LOOKUP, "chance") and d not in exact.get(k, ())]
-            if shortcuts:
-                best = max(shortcuts, key=lambda k: correct[k])  # first on ties
-                lo, hi = wilson(np.array([correct[best]]), np.array([n]))
-                entry["best"] = {"baseline": best, "accuracy": correct[best] / n, "ci_low": float(lo[0]),
-                                 "ci_high": float(hi[0])}
+            applies = [k for k in correct if k not in (LOOKUP, "chance") and by_name[k].applies(d)]
+            for key, names in (("best", [k for k in applies if not by_name[k].partial]),
+                               ("best_partial", [k for k in applies if by_name[k].partial])):
+                if names:
+                    best = max(names, key=lambda k: correct[k])  # first on ties
+                    lo, hi = wilson(np.array([correct[best]]), np.array([n]))
+                    entry[key] = {"baseline": best, "accuracy": correct[best] / n, "ci_low": float(lo[0]),
+                                  "ci_high": float(hi[0])}
             rows.append(entry)
         out["splits"][split] = rows
     return out
 
 
 def summary_markdown(summary: dict) -> str:
-    """The summary as a Markdown table (split, depth, n, chance, best shortcut and its accuracy)."""
+    """The summary as a Markdown table (split, depth, n, chance, best shortcut and its accuracy, and the
+    best partial-depth line when the task has them)."""
+    partial = "partial_note" in summary
     lines = ["# Non-reasoning baselines", "", f"Chance = {summary['chance']}.", "",
-             "| split | depth | n | chance | best shortcut baseline | accuracy [95% CI] |", "|---|---|---|---|---|---|"]
+             "| split | depth | n | chance | best shortcut baseline | accuracy [95% CI] |"
+             + (" best partial-depth line | accuracy [95% CI] |" if partial else ""),
+             "|---|---|---|---|---|---|" + ("---|---|" if partial else "")]
     for split, rows in summary["splits"].items():
         for e in rows:
-            b = e.get("best")
-            best = "– | –" if b is None else f"{b['baseline']} | {b['accuracy']:.3f} [{b['ci_low']:.3f}, {b['ci_high']:.3f}]"
-            lines.append(f"| {split} | {e['depth']} | {e['n']} | {e['chance']:.4f} | {best} |")
+            cols = [best_text(e.get("best"), " | ")] + ([best_text(e.get("best_partial"), " | ")] if partial else [])
+            lines.append(f"| {split} | {e['depth']} | {e['n']} | {e['chance']:.4f} | " + " | ".join(cols) + " |")
+    if partial:
+        lines += ["", f"Partial-depth lines are {summary['partial_note']}."]
     return "\n".join(lines) + "\n"
+
+
+def best_text(best: dict | None, sep: str = " ") -> str:
+    """``name<sep>accuracy [ci_low, ci_high]`` of a summary's best baseline, dashes when there is none."""
+    if best is None:
+        return f"–{sep}–"
+    return f"{best['baseline']}{sep}{best['accuracy']:.3f} [{best['ci_low']:.3f}, {best['ci_high']:.3f}]"
 
 
 def run_baselines(dataset, out: str | Path, *, only: list[str] | None = None, splits: list[str] | None = None,
@@ -114,9 +131,10 @@ def run_baselines(dataset, out: str | Path, *, only: list[str] | None = None, sp
     with atomic_dir(out, overwrite, kind="results") as tmp:
         for b in chosen:
             preds = pa.table({"id": rows.column("id"), "prediction": b.predict(ctx, rows)})
+            meta = {"baseline": True, "floor": True, "fitted_on": "train", "description": b.description,
+                    **({"hops_short": b.hops_short} if b.partial else {})}
             results = evaluate(ds, preds, splits=splits, settings=settings, model_name=f"baseline:{b.name}",
-                               model_metadata={"baseline": True, "floor": True, "fitted_on": "train",
-                                               "description": b.description})
+                               model_metadata=meta)
             sub = tmp / b.name
             sub.mkdir()
             (sub / RESULTS).write_text(results.dumps(), encoding="utf-8")

@@ -9,6 +9,10 @@ actually uses. A cell fails when
 - on a held-out split (test_systematic, test_depth, test_interp) any baseline other than train
   lookup beats chance by more than max(MARGIN, the half-width of its Wilson 95% interval), or
 - on any test split the train lookup (identical train prompt -> its answer) does.
+
+Partial-depth lines (``Baseline.hops_short`` > 0: the task's algorithm stopped j hops short, e.g. the
+p-hop find_{p-j} answer) are partial reasoning, not shortcuts: each cell records them (``partial``,
+``best_partial``) so depth claims can be judged against them, but they are outside the rule above.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pyarrow.compute as pc
 
 from benchgen.stats import wilson
 from benchgen.task import Task
-from benchgen.tasks.baselines import CHANCE, LOOKUP, Context, for_task, sorted_codes, unique_sorted
+from benchgen.tasks.baselines import CHANCE, LOOKUP, PARTIAL, Context, for_task, sorted_codes, unique_sorted
 
 HELD_OUT = ("test_systematic", "test_depth", "test_interp")
 MARGIN = 0.05
@@ -58,23 +62,32 @@ def measure(ds, task: Task) -> dict | None:
         correct[i] = np.bincount(group, weights=hit, minlength=n_cells).round().astype(np.int64)
     lo, hi = wilson(correct, np.broadcast_to(n, correct.shape))
     names = [b.name for b in chosen]
+
+    def best_of(i: int, g: int) -> dict:
+        return {"baseline": names[i], "correct": int(correct[i, g]), "accuracy": _r(correct[i, g] / n[g]),
+                "ci_low": _r(lo[i, g]), "ci_high": _r(hi[i, g])}
+
     out_splits: dict[str, list[dict]] = {}
     for g in np.flatnonzero(n):
         s, d = divmod(int(g), len(depth_values))
         dv = int(depth_values[d])
         acc = correct[:, g] / n[g]
-        # shortcuts that apply here: not the lookup, and not a baseline that is the task at this depth
-        ok = np.array([b.name != LOOKUP and dv not in b.exact_at for b in chosen])
+        # shortcuts that apply here: not the lookup, not a partial-depth line, not the task at this depth
+        ok = np.array([b.name != LOOKUP and not b.partial and b.applies(dv) for b in chosen])
         best = int(np.flatnonzero(ok)[np.argmax(acc[ok])]) if ok.any() else names.index(LOOKUP)
         entry = {"depth": dv, "n": int(n[g]), "answers": int(n_answers[g]),
-                 "chance": _r(1.0 / n_answers[g]),
-                 "best": {"baseline": names[best], "correct": int(correct[best, g]), "accuracy": _r(acc[best]),
-                          "ci_low": _r(lo[best, g]), "ci_high": _r(hi[best, g])},
+                 "chance": _r(1.0 / n_answers[g]), "best": best_of(best, g),
                  "correct": {nm: int(c) for nm, c, b in zip(names, correct[:, g], chosen)
-                             if dv not in b.exact_at}}
+                             if b.applies(dv) and not b.partial}}
+        part = np.array([b.partial and b.applies(dv) for b in chosen])
+        if part.any():  # partial reasoning: recorded beside the shortcuts, outside the audit rule
+            entry["partial"] = {names[i]: int(correct[i, g]) for i in np.flatnonzero(part)}
+            entry["best_partial"] = best_of(int(np.flatnonzero(part)[np.argmax(acc[part])]), g)
         out_splits.setdefault(splits[s], []).append(entry)
+    partial = [b.name for b in chosen if b.partial]
     return {"chance": CHANCE, "rule": RULE, "margin": MARGIN, "held_out": list(HELD_OUT),
-            "baselines": names,
+            "baselines": [b.name for b in chosen if not b.partial],
+            **({"partial_lines": partial, "partial_note": PARTIAL} if partial else {}),
             "not_run": {b.name: ("random guess: chance is given analytically" if b.name == "chance"
                                  else "costly: run `benchgen baselines`") for b in everything if not b.cheap},
             "splits": out_splits}
@@ -119,23 +132,34 @@ def audit_safely(ds, task: Task) -> list[str]:
         return [f"validity: baselines could not be scored on these files ({type(e).__name__}: {e})"]
 
 
+def _acc(best: dict) -> str:
+    """``accuracy [ci_low, ci_high]`` of a recorded best baseline."""
+    return f"{best['accuracy']:.3f} [{best['ci_low']:.3f}, {best['ci_high']:.3f}]"
+
+
 def card_section(record: dict | None) -> list[str]:
     """Markdown lines for the dataset card: chance and the best shortcut per test split and depth."""
     if not record:
         return []
+    partial = record.get("partial_lines") or []
     lines = ["## Validity", "",
              "Non-reasoning baselines fitted on train, scored per test split and depth "
              f"(`benchgen baselines DIR --out OUT` runs all of them). Chance = {record['chance']}; "
              f"the audit {record['rule']}.", "",
-             "| split | depth | n | chance | best shortcut baseline | accuracy [95% CI] | train lookup |",
-             "|---|---|---|---|---|---|---|"]
+             "| split | depth | n | chance | best shortcut baseline | accuracy [95% CI] | train lookup |"
+             + (" best partial-depth line [95% CI] |" if partial else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if partial else "")]
     for split, entries in record["splits"].items():
         for e in entries:
             b = e["best"]
             look = e["correct"].get("train_lookup")
             lines.append(f"| {split} | {e['depth']} | {e['n']} | {e['chance']:.4f} | {b['baseline']} | "
-                         f"{b['accuracy']:.3f} [{b['ci_low']:.3f}, {b['ci_high']:.3f}] | "
-                         + ("–" if look is None else f"{look / e['n']:.3f}") + " |")
+                         f"{_acc(b)} | " + ("–" if look is None else f"{look / e['n']:.3f}") + " |"
+                         + ("" if not partial else " – |" if "best_partial" not in e
+                            else f" {e['best_partial']['baseline']} {_acc(e['best_partial'])} |"))
+    if partial:
+        lines += ["", f"Partial-depth lines ({', '.join(f'`{x}`' for x in partial)}) are "
+                  + record.get("partial_note", PARTIAL) + "."]
     if record.get("not_run"):
         lines += ["", "Not run at generate time: " + "; ".join(f"`{k}` ({v})" for k, v in record["not_run"].items())
                   + "."]

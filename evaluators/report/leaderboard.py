@@ -3,8 +3,8 @@
 Results computed on different datasets are refused (their fingerprints differ), so every row
 is comparable. Columns: ID, systematic and depth-extrapolation accuracy (95% intervals), depth
 horizon (bootstrap interval) and overthinking drop; the HTML page is one static file with a
-sortable table and every model's accuracy-by-depth curve on one embedded plot, with chance and
-the best shortcut baseline per depth as reference lines. Non-reasoning baselines from ``benchgen
+sortable table and every model's accuracy-by-depth curve on one embedded plot, with chance, the
+best shortcut baseline and (p-hop) the best partial-depth line per depth as reference lines. Non-reasoning baselines from ``benchgen
 baselines`` (``model.floor: true``) are floor rows (shaded); results passed with ``--baseline`` (or
 marked ``model.baseline: true``) are labelled baseline rows; every other result, a trained
 ``reference:`` model included, is a model row.
@@ -54,6 +54,7 @@ class Row:
     loops_source: str = ""   # "trained" or "largest swept" (empty: a model without loops)
     coverage: dict[str, list[int]] = field(default_factory=dict)  # test split -> [scored, total]
     partial: bool = False
+    hops_short: int = 0      # > 0: a floor row that is a partial-depth line (the task's algorithm j hops short)
 
     @property
     def mean(self) -> float | None:
@@ -142,7 +143,7 @@ def _row(results, source: str, baseline: bool, totals: dict[str, int] | None = N
                loops=T, id=_acc(per.get(id_split)),
                systematic=_acc(per.get("test_systematic")), depth=depth, horizon=horizon, drop=drop,
                curve=curve, id_depths=id_depths, floor=floor, loops_source=why,
-               coverage=cov, partial=partial)
+               coverage=cov, partial=partial, hops_short=int(results.model.get("hops_short") or 0) if floor else 0)
 
 
 def expand(path: str | Path) -> list[Path]:
@@ -230,7 +231,8 @@ HEADERS = ["rank", "model", "loops", "ID acc % [95% CI]", "systematic acc % [95%
 
 
 def _label(r: Row) -> str:
-    return r.model + (" (floor)" if r.floor else " (baseline)" if r.baseline else "") + (" (partial)" if r.partial else "")
+    kind = (" (partial-depth line)" if r.hops_short else " (floor)") if r.floor else " (baseline)" if r.baseline else ""
+    return r.model + kind + (" (partial)" if r.partial else "")
 
 
 def _loops(r: Row) -> str:
@@ -270,7 +272,10 @@ def _intro(dataset: dict, sort: str, n: int, rows: list[Row] | None = None) -> s
             "it, else at the largest swept (the loops column says which); overthinking drop = mean over "
             "test depths of peak minus final accuracy across the loops sweep (— when no sweep). Floor rows "
             "are non-reasoning baselines fitted on train (`benchgen baselines`); depth horizon = the deepest depth "
-            "up to which every depth reaches tau (the results' own tau)." + cov)
+            "up to which every depth reaches tau (the results' own tau)." + cov
+            + (" Partial-depth-line rows are the task's own algorithm stopped j hops short of the depth "
+               "(partial reasoning, not a shortcut): a depth claim must clear them too." if any(
+                   r.hops_short for r in rows or []) else ""))
 
 
 def md_cell(text: str) -> str:
@@ -314,20 +319,37 @@ def render_csv(rows: list[Row]) -> str:
 
 
 def _floor_lines(rows: list[Row]) -> dict[int, dict]:
-    """Best shortcut floor row per depth (when the dataset's validity record is not at hand)."""
+    """Best shortcut floor row and best partial-depth line per depth (when the dataset's validity record
+    is not at hand)."""
     out: dict[int, dict] = {}
     for r in rows:
         if not r.floor or r.model.endswith(("train_lookup", ":chance")):
             continue
+        key = "partial" if r.hops_short else "best"
         for c in r.curve:
-            if c.get("accuracy") is not None and c["accuracy"] > out.get(c["depth"], {}).get("best", -1.0):
-                out[c["depth"]] = {"best": c["accuracy"], "baseline": r.model}
+            cell = out.setdefault(c["depth"], {})
+            if c.get("accuracy") is not None and c["accuracy"] > cell.get(key, -1.0) and c["depth"] >= r.hops_short:
+                cell[key] = c["accuracy"]
+                cell["partial_baseline" if r.hops_short else "baseline"] = r.model
     return out
 
 
 def depth_plot_png(rows: list[Row], reference: dict[int, dict] | None = None) -> bytes | None:
-    """All models' accuracy-by-depth curves (95% bands) on one plot, with chance and the best
-    shortcut baseline per depth as reference lines, as PNG bytes."""
+    """All models' accuracy-by-depth curves (95% bands) on one plot, with chance, the best shortcut
+    baseline and (p-hop) the best partial-depth line per depth as reference lines, as PNG bytes."""
+    fig = depth_figure(rows, reference)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def depth_figure(rows: list[Row], reference: dict[int, dict] | None = None):
+    """The matplotlib figure :func:`depth_plot_png` renders (None when no row has a depth curve)."""
     if not any(r.curve for r in rows):
         return None
     import matplotlib
@@ -362,10 +384,7 @@ def depth_plot_png(rows: list[Row], reference: dict[int, dict] | None = None) ->
     ax.set_ylim(-0.02, 1.08)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # outside the data
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
 
 
 _SORT_JS = """

@@ -42,11 +42,23 @@ def validity_cells(dataset: dict) -> dict[tuple[str, int], dict]:
     for split, entries in splits.items():
         for e in entries if isinstance(entries, list) else []:
             try:
-                out[(str(split), int(e["depth"]))] = {"chance": float(e["chance"]), "best": float(e["best"]["accuracy"]),
-                                                      "baseline": str(e["best"]["baseline"])}
+                cell = {"chance": float(e["chance"]), "best": float(e["best"]["accuracy"]),
+                        "baseline": str(e["best"]["baseline"])}
+                if isinstance(e.get("best_partial"), dict):  # partial reasoning (p-hop: j hops short of p)
+                    cell.update(partial=float(e["best_partial"]["accuracy"]),
+                                partial_baseline=str(e["best_partial"]["baseline"]))
+                out[(str(split), int(e["depth"]))] = cell
             except (KeyError, TypeError, ValueError):
                 continue
     return out
+
+
+def floor_of(cell: dict | None) -> float | None:
+    """The line a depth claim must clear: the best of chance, the best shortcut and the best
+    partial-depth line of a :func:`validity_cells` cell (None without a cell)."""
+    if not cell:
+        return None
+    return max(cell.get(k, float("-inf")) for k in ("chance", "best", "partial"))
 
 
 def reference_lines(dataset: dict) -> dict[int, dict]:
@@ -65,17 +77,30 @@ def spread(i: int, k: int, width: float = 0.18) -> float:
     return 0.0 if k < 2 else (i - (k - 1) / 2) * width / (k - 1)
 
 
-def draw_reference_lines(ax, lines: dict[int, dict]) -> None:
-    """Chance (grey dotted) and the best shortcut baseline (black dash-dot) per depth."""
-    if not lines:
-        return
+REFERENCE_STYLES = {  # key of a reference cell -> how its line is drawn and labelled
+    "chance": {"color": "grey", "lw": 1.0, "ls": ":", "marker": "_", "label": "chance"},
+    "best": {"color": "black", "lw": 1.0, "ls": "-.", "marker": "x", "ms": 4, "label": "best shortcut baseline"},
+    "partial": {"color": "tab:brown", "lw": 1.0, "ls": "--", "marker": "+", "ms": 5,
+                "label": "best partial-depth line (j hops short; partial reasoning)"},
+}
+
+
+def reference_series(lines: dict[int, dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The reference lines a depth plot draws: key -> (depths, values), for each key some depth has."""
     d = np.array(sorted(lines), dtype=float)
-    chance = np.array([lines[int(k)].get("chance", np.nan) for k in d], dtype=float)
-    best = np.array([lines[int(k)].get("best", np.nan) for k in d], dtype=float)
-    if not np.isnan(chance).all():
-        ax.plot(d, chance, color="grey", lw=1.0, ls=":", marker="_", label="chance")
-    if not np.isnan(best).all():
-        ax.plot(d, best, color="black", lw=1.0, ls="-.", marker="x", ms=4, label="best shortcut baseline")
+    out = {}
+    for key in REFERENCE_STYLES:
+        v = np.array([lines[int(k)].get(key, np.nan) for k in d], dtype=float)
+        if len(v) and not np.isnan(v).all():
+            out[key] = (d, v)
+    return out
+
+
+def draw_reference_lines(ax, lines: dict[int, dict]) -> None:
+    """Chance (grey dotted), the best shortcut baseline (black dash-dot) and, where the dataset records
+    them, the best partial-depth line (brown dashed) per depth."""
+    for key, (d, v) in reference_series(lines or {}).items():
+        ax.plot(d, v, **REFERENCE_STYLES[key])
 
 
 def plot_accuracy_vs_depth(results: Results, path: Path) -> Path | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchgen.evaluators.report.plots import validity_cells
+from benchgen.evaluators.report.plots import floor_of, validity_cells
 from benchgen.evaluators.results import Results
 
 PLOTS = "plots"
@@ -35,10 +35,17 @@ def _ci(entry: dict) -> str:
     return "–" if lo is None or hi is None else f"[{_fmt(lo)}, {_fmt(hi)}]"
 
 
-def _floor(floors: dict, split: str, depth: int) -> list[str]:
-    """Chance and the best shortcut (name and accuracy) of one (split, depth) cell, or dashes."""
-    f = floors.get((split, int(depth)))
-    return ["–", "–"] if f is None else [_fmt(f["chance"]), f"{f['baseline']} {_fmt(f['best'])}"]
+def _floor(floors: dict, split: str, row: dict, partial: bool) -> list[str]:
+    """Chance, the best shortcut (name and accuracy), with ``partial`` the best partial-depth line, and
+    whether the row's lower 95% bound clears the best of them, for one (split, depth) cell, or dashes."""
+    f = floors.get((split, int(row["depth"])))
+    if f is None:
+        return ["–"] * (4 if partial else 3)
+    out = [_fmt(f["chance"]), f"{f['baseline']} {_fmt(f['best'])}"]
+    if partial:
+        out.append(f"{f['partial_baseline']} {_fmt(f['partial'])}" if "partial" in f else "–")
+    low = row.get("ci_low")
+    return out + ["–" if low is None else _fmt(bool(low > floor_of(f)))]
 
 
 def tables(results: Results) -> list[Table]:
@@ -70,11 +77,16 @@ def tables(results: Results) -> list[Table]:
                                                           "ID acc", "gap"],
                         [[b["loops"], _fmt(b["mean_extrapolation_accuracy"]), _fmt(b["depth_horizon"]),
                           _fmt(b["id_accuracy"]), _fmt(b["gap"])] for b in de["by_loops"]]))
-    floors = validity_cells(results.dataset)  # chance and the best shortcut, per (split, depth)
+    floors = validity_cells(results.dataset)  # chance, the best shortcut (and partial line) per (split, depth)
+    partial = any("partial" in f for f in floors.values())
     out.append(("Accuracy by depth (chance = 1 / distinct answers in the cell; best shortcut = the best "
-                "non-reasoning baseline, from the dataset's validity record)",
-                ["split", "depth", "n", "accuracy", "95% CI", "chance", "best shortcut"],
-                [[s, r["depth"], r["n"], _fmt(r["accuracy"]), _ci(r), *_floor(floors, s, r["depth"])]
+                "non-reasoning baseline" + ("; best partial-depth line = the best answer of the task's own "
+                                            "algorithm stopped j hops short (partial reasoning)" if partial else "")
+                + ", from the dataset's validity record; above floor = the 95% lower bound clears the best of "
+                "them)",
+                ["split", "depth", "n", "accuracy", "95% CI", "chance", "best shortcut",
+                 *(["best partial-depth line"] if partial else []), "above floor"],
+                [[s, r["depth"], r["n"], _fmt(r["accuracy"]), _ci(r), *_floor(floors, s, r, partial)]
                  for s, rows in m.get("depth_curve", {}).items() for r in rows]))
     ot = m.get("overthinking", {})
     if ot.get("available"):

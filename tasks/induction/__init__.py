@@ -55,7 +55,11 @@ earlier choices, so the fill is uniform given the positions. The support's size 
 uses to refuse requests for more unique rows than exist.
 
 Letter statistics of this exact law (measured, alphabet 4): the (p-2)-hop answer is right half
-the time at every p (c_{t+1} = c_{t-1} whenever a gap is 1); the 1-hop answer is at chance only
+the time at every p (c_{t+1} = c_{t-1} whenever a gap is 1, else 1/3 of the time), the (p-4)-hop
+answer ~0.34, the (p-3)-hop ~0.13 and the (p-1)-hop never (c_p != c_{p-1}). These find_{p-j}
+answers are the *partial-depth lines* of ``baselines.py`` (partial reasoning, recorded in the validity
+record and drawn on depth plots, outside the audit rule): a model whose algorithm runs two hops
+short scores ~0.5, so depth claims are judged against them, not against chance. The 1-hop answer is at chance only
 for p >= ~8 (p=3: 0.50, p=9: 0.265, p=16: 0.249); fixed positions are within ~0.02 of chance for
 p >= 8; and the most frequent letter is the answer ~0.25 + 0.3/sqrt(n) of the time (0.28 at
 n=96..128, 0.27 at n=256: the blocks near the answer avoid the last chain letters, not c_p).
