@@ -236,7 +236,8 @@ _CPU_DEPTH_TRAIN = {"lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "warmup
 # head formed in 1,575 steps (reference_models/RESULTS.md).
 _CPU_PHOP_MODEL = {"d_model": 64, "n_heads": 4, "n_prelude": 1, "n_block": 1, "loops": 1, "positions": "rotary",
                    "zero_init_out": True}
-_CPU_PHOP_TRAIN = {**_CPU_DEPTH_TRAIN, "batch_size": 64, "steps": 3000, "curriculum_start": 1}
+# (constant lr: the p-hop runs were measured before the depth preset took the cosine decay)
+_CPU_PHOP_TRAIN = {**_CPU_DEPTH_TRAIN, "batch_size": 64, "steps": 3000, "curriculum_start": 1, "schedule": "constant"}
 
 # CPU addition, Saunshi et al.'s k x L comparison (paper: d=256, 8 heads, FFN 1024, learned positions, lr 1e-3,
 # wd 0.01, batch 256, 1000 warmup, cosine, 200k steps). Kept different, one reason each: d=64 / 4 heads, batch

@@ -112,9 +112,9 @@ def test_speed_is_vectorised():
 
     ds = benchgen.procedural("khop", preset="khop-small")
     ds[0]
-    start = time.perf_counter()
+    start = time.process_time()  # CPU seconds of this process: other jobs on the machine do not count
     n = sum(1 for _ in zip(range(50_000), iter(ds)))
-    assert n / (time.perf_counter() - start) > 20_000
+    assert n / (time.process_time() - start) > 20_000
 
 
 class Learner:
