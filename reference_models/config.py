@@ -93,12 +93,14 @@ class TrainConfig:
     min_lr_ratio: float = field(default=0.1, metadata={"help": "final lr / peak lr for linear/cosine"})
     grad_clip: float = field(default=1.0, metadata={"help": "global grad-norm clip (0: off)"})
     label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing"})
-    loops_sampling: Literal["fixed", "uniform", "poisson", "poisson_lognormal", "depth"] = field(
+    loops_sampling: Literal["fixed", "uniform", "poisson", "poisson_lognormal", "depth", "row_depth"] = field(
         default="fixed", metadata={
             "help": "T per step: fixed (model.loops), uniform[lo,hi], clip(Poisson(mean),lo,hi), "
                     "Huginn Poisson-lognormal clipped to [lo,hi], depth: uniform[k, k+loops-extra] for "
-                    "the curriculum's current maximum hop k"})
-    loops_extra: int = field(default=3, metadata={"help": "m for loops-sampling=depth: T in [k, k+m]"})
+                    "the curriculum's current maximum hop k; row_depth: each row its own depth d + "
+                    "uniform[0, loops-extra] (rows stop at their own T)"})
+    loops_extra: int = field(default=3, metadata={
+        "help": "m for loops-sampling=depth (T in [k, k+m]) and row_depth (T in [d, d+m])"})
     loops_min: int = field(default=1, metadata={"help": "lo for sampled T"})
     loops_max: int = field(default=8, metadata={"help": "hi for sampled T"})
     loops_mean: float = field(default=4.0, metadata={"help": "mean of the Poisson / Poisson-lognormal T"})
@@ -228,7 +230,7 @@ _CPU_DEPTH_TRAIN = {"lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "warmup
                     "curriculum_split": "train", "balance_hops": True}
 
 # CPU p-hop models (Saunshi et al.'s induction: d=128, 8 heads, rotary, lr 1e-3, batch 256, 200k steps). Kept
-# different, one reason each: d=64 / 4 heads and batch 64 so a run fits ~15 min on one core; one prelude layer so
+# different, one reason each: d=64 / 4 heads and batch 64 so 6,000 steps fit ~17 min on one core; one prelude layer so
 # the previous-letter features are computed once and the looped layer only hops (find1 is one fixed attention
 # pattern per loop); additive injection keeps those features in every loop; the hop curriculum, hop-balanced
 # batches and the train-split gate are the CPU depth preset's (the curriculum needs contiguous hops 1..8); it
@@ -236,8 +238,8 @@ _CPU_DEPTH_TRAIN = {"lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "warmup
 # head formed in 1,575 steps (reference_models/RESULTS.md).
 _CPU_PHOP_MODEL = {"d_model": 64, "n_heads": 4, "n_prelude": 1, "n_block": 1, "loops": 1, "positions": "rotary",
                    "zero_init_out": True}
-# (constant lr: the p-hop runs were measured before the depth preset took the cosine decay)
-_CPU_PHOP_TRAIN = {**_CPU_DEPTH_TRAIN, "batch_size": 64, "steps": 3000, "curriculum_start": 1, "schedule": "constant"}
+# (constant lr: the p-hop runs were measured with it, before the depth preset took the cosine decay)
+_CPU_PHOP_TRAIN = {**_CPU_DEPTH_TRAIN, "batch_size": 64, "steps": 6000, "curriculum_start": 1, "schedule": "constant"}
 
 # CPU addition, Saunshi et al.'s k x L comparison (paper: d=256, 8 heads, FFN 1024, learned positions, lr 1e-3,
 # wd 0.01, batch 256, 1000 warmup, cosine, 200k steps). Kept different, one reason each: d=64 / 4 heads, batch
@@ -327,17 +329,20 @@ _SPECS: dict[str, dict] = {
     "cpu-phop-looped": {
         "description": "CPU p-hop: 1 prelude layer (each position's previous letter, once) + 1 layer looped "
                        "with additive injection, d=64, 4 heads, rotary; hop curriculum from p=1 (add p+1 when "
-                       "p-hop train accuracy > 0.9), hop-balanced batches, T ~ uniform[k, k+3]",
+                       "p-hop train accuracy > 0.9), hop-balanced batches, each row looped T = its own p; "
+                       "6,000 steps (evaluate at T = p)",
+        # T = the row's p (row_depth), not one T per batch: one loop applies find once, so a row must stop after
+        # its own hops; with T ~ [k, k+3] per batch no seed passed p=2 (RESULTS.md, p-hop)
         "model": {**_CPU_PHOP_MODEL, "loops": 11, "injection": "add"},
-        "train": {**_CPU_PHOP_TRAIN, "loops_sampling": "depth", "loops_extra": 3}},
+        "train": {**_CPU_PHOP_TRAIN, "loops_sampling": "row_depth", "loops_extra": 0}},
     "cpu-phop-vanilla": {
         "description": "CPU p-hop baseline: the same 2 layers (same parameters) run once, T=1, same curriculum",
         "model": {**_CPU_PHOP_MODEL, "injection": "add"},
         "train": {**_CPU_PHOP_TRAIN}},
     "cpu-phop-isoflop": {
-        "description": "CPU p-hop iso-FLOP baseline: 1 prelude + 11 distinct layers (the looped model's largest "
-                       "trained T) run once, same curriculum",
-        "model": {**_CPU_PHOP_MODEL, "n_block": 11},
+        "description": "CPU p-hop iso-FLOP baseline: 1 prelude + 8 distinct layers (the looped model's largest "
+                       "trained T, p=8) run once, same curriculum",
+        "model": {**_CPU_PHOP_MODEL, "n_block": 8},
         "train": {**_CPU_PHOP_TRAIN}},
     # --- CPU Saunshi comparison on addition (data: addition-small with --reverse-answer --train-per-cell 5000) ---
     **{f"cpu-addition-{k}x{L}": {

@@ -75,6 +75,8 @@ def sample_loops(cfg: TrainConfig, default: int, step: int, hop: int | None = No
     elif cfg.loops_sampling == "depth":  # T tied to the curriculum's current maximum hop k
         k = max(1, hop if hop is not None else default)
         T = int(r.integers(k, k + cfg.loops_extra + 1))
+    elif cfg.loops_sampling == "row_depth":  # the batch's bound; each row's own T is row_depth_loops
+        T = max(1, hop if hop is not None else default) + cfg.loops_extra
     elif cfg.loops_sampling == "uniform":
         T = int(r.integers(lo, hi + 1))
     elif cfg.loops_sampling == "poisson":
@@ -105,6 +107,14 @@ def sample_row_loops(cfg: TrainConfig, default: int, step: int, n: int, hop: int
     return torch.from_numpy(T.astype(np.int64))
 
 
+def row_depth_loops(cfg: TrainConfig, depth: torch.Tensor, step: int) -> torch.Tensor:
+    """T per row = the row's own depth d + uniform[0, loops-extra]: a looped block that takes one hop per
+    loop (p-hop's find, applied T times) is trained to stop after its row's hops, not the batch's deepest."""
+    r = seeding.rng(cfg.seed, "row-depth-loops", step)
+    extra = r.integers(0, cfg.loops_extra + 1, len(depth))
+    return torch.from_numpy(np.maximum(depth.numpy().astype(np.int64), 1) + extra)
+
+
 def short_route(cfg: TrainConfig, T: int, S: int, step: int) -> list[float]:
     """LoopFormer's short route: a random split of [0, 1] into S steps on the 1/T grid (sums to 1)."""
     r = seeding.rng(cfg.seed, "route", step)
@@ -116,7 +126,7 @@ def eval_loops(cfg: TrainConfig, default: int, hop: int) -> int:
     """The stated T at which held-out accuracy is measured: curriculum-loops, k+m under depth sampling, else model.loops."""
     if cfg.curriculum_loops:
         return cfg.curriculum_loops
-    return hop + cfg.loops_extra if cfg.loops_sampling == "depth" else default
+    return hop + cfg.loops_extra if cfg.loops_sampling in ("depth", "row_depth") else default
 
 
 def depth_index(depth: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -558,12 +568,15 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = lr
         T, S = sample_loops(cfg, self.model_cfg.loops, step, self.cur.hop)
+        rows = self.cur.rows(cfg.batch_size, step)
         row_T = None
-        if cfg.loops_per_row:
+        if cfg.loops_sampling == "row_depth":
+            row_T = row_depth_loops(cfg, self.cur.depth[rows], step)
+            T = int(row_T.max())
+        elif cfg.loops_per_row:
             row_T = sample_row_loops(cfg, self.model_cfg.loops, step, cfg.batch_size, self.cur.hop)
             T = int(row_T.max())
         route = short_route(cfg, T, S, step) if cfg.short_route_weight > 0 and T > 1 else None
-        rows = self.cur.rows(cfg.batch_size, step)
         n_global = int(self.train_data.n_ans[rows].sum())
         mine = rows[rank * (len(rows) // world):(rank + 1) * (len(rows) // world)]
         x, y, mask = (t.to(self.device) for t in make_batch(self.train_data, mine))

@@ -138,3 +138,36 @@ def test_khop_depth_small_preset_and_cap_train(tmp_path):
     assert np.bincount(depth).tolist()[1:] == [36, 12 * 9 - 16, 12 * 27 - 16, 500]
     with pytest.raises(ConfigError, match="train-per-hop"):
         khop_task.generate(KhopConfig(**{**cfg.__dict__, "cap_train": False}), tmp_path / "nocap", progress=False)
+
+
+def test_row_depth_loops_give_each_row_its_own_depth(khop, tmp_path, monkeypatch):
+    """loops-sampling=row_depth: every training row runs exactly its own depth d (+ [0, m]) loops, so a block
+    that takes one hop per loop stops after its row's hops (p-hop's find applied T times)."""
+    from benchgen.reference_models.model import LoopedTransformer
+
+    depths, loops = [], []
+    real_batch, real_forward = train_mod.make_batch, LoopedTransformer.forward
+
+    def spy_batch(data, idx):
+        if len(data) > 100:  # the train split
+            depths.append(data.depth[idx].clone())
+        return real_batch(data, idx)
+
+    def spy_forward(self, idx, *a, row_loops=None, **kw):
+        if self.training and row_loops is not None:
+            loops.append(row_loops.clone())
+        return real_forward(self, idx, *a, row_loops=row_loops, **kw)
+
+    monkeypatch.setattr(train_mod, "make_batch", spy_batch)
+    monkeypatch.setattr(LoopedTransformer, "forward", spy_forward)
+    monkeypatch.setattr(train_mod, "accuracy", lambda *a, **k: 0.0)
+    for m in (0, 2):
+        depths.clear(), loops.clear()
+        cfg = ccfg(loops_sampling="row_depth", loops_extra=m, steps=6, curriculum_start=4)
+        train_mod.train(khop, tmp_path / f"run{m}", MODEL, cfg, steps=6, progress=False)
+        assert len(loops) == len(depths) == 6
+        extra = torch.cat(loops) - torch.cat(depths)
+        assert int(extra.min()) == 0 and int(extra.max()) == m, m  # own depth, plus [0, m]
+        assert len(set(torch.cat(depths).tolist())) > 1  # mixed depths in one batch, each its own T
+    assert eval_loops(ccfg(loops_sampling="row_depth", loops_extra=1), 9, 4) == 5
+    assert sample_loops(ccfg(loops_sampling="row_depth", loops_extra=1), 9, 3, hop=4)[0] == 5
