@@ -67,36 +67,50 @@ def plot_compute_accuracy(results: Results, path: Path) -> Path | None:
     return path
 
 
+def _heatmap_split(results: Results, per_split: dict) -> str | None:
+    """The split the probe heatmaps draw: the depth split when it has cells, else the first that does."""
+    depth_split = results.settings.get("depth_split", "test_depth")
+    return depth_split if per_split.get(depth_split) else next((s for s, v in per_split.items() if v), None)
+
+
+def _share_heatmaps(cells: list[dict], loops: list[int], label_axes, colorbar: str, title: str, path: Path) -> Path:
+    """One loops x columns heatmap of ``share`` per depth cell; ``label_axes(ax, cell)`` draws the rest."""
+    plt = _pyplot()
+    ncol = min(3, len(cells))
+    nrow = -(-len(cells) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol + 1, 3.6 * nrow), squeeze=False, constrained_layout=True)
+    im = None
+    for ax, d in zip(axes.flat, cells):
+        grid = np.array([[np.nan if v is None else v for v in row] for row in d["share"]], dtype=float)
+        im = ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma")
+        step = max(1, len(loops) // 8)
+        ax.set_yticks(range(0, len(loops), step), [str(t) for t in loops][::step], fontsize=8)
+        label_axes(ax, d)
+    for ax in list(axes.flat)[len(cells):]:
+        ax.set_visible(False)
+    fig.colorbar(im, ax=axes.ravel().tolist(), label=colorbar, shrink=0.9)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_probe_heatmaps(results: Results, path: Path) -> Path | None:
     """Per depth: share of rows whose top-1 readout is hop j's entity, loops (rows) x hop (columns)."""
     pr = results.metrics.get("probes", {})
     if not pr.get("available"):
         return None
-    depth_split = results.settings.get("depth_split", "test_depth")
-    split = depth_split if pr["per_split"].get(depth_split) else next((s for s, v in pr["per_split"].items() if v), None)
+    split = _heatmap_split(results, pr["per_split"])
     if split is None:
         return None
-    depths = pr["per_split"][split]
-    plt = _pyplot()
-    ncol = min(3, len(depths))
-    nrow = -(-len(depths) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol + 1, 3.6 * nrow), squeeze=False, constrained_layout=True)
-    im = None
-    for ax, d in zip(axes.flat, depths):
-        grid = np.array([[np.nan if v is None else v for v in row] for row in d["share"]], dtype=float)
-        im = ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma")
+
+    def label(ax, d):
         ax.set_xticks(range(len(d["hops"])), [h.replace("hop ", "") if h != "answer" else "ans" for h in d["hops"]],
                       fontsize=8)
-        step = max(1, len(pr["loops"]) // 8)
-        ax.set_yticks(range(0, len(pr["loops"]), step), [str(t) for t in pr["loops"]][::step], fontsize=8)
         ax.set(xlabel="hop index (entity after j hops)", ylabel="loop t", title=f"{split}, depth {d['depth']}")
-    for ax in list(axes.flat)[len(depths):]:
-        ax.set_visible(False)
-    fig.colorbar(im, ax=axes.ravel().tolist(), label="share of rows (top-1 = that entity)", shrink=0.9)
-    fig.suptitle(f"{results.model_name}: logit lens at the answer position, per loop")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+
+    return _share_heatmaps(pr["per_split"][split], pr["loops"], label, "share of rows (top-1 = that entity)",
+                           f"{results.model_name}: logit lens at the answer position, per loop", path)
 
 
 def plot_wavefront_heatmaps(results: Results, path: Path) -> Path | None:
@@ -105,32 +119,19 @@ def plot_wavefront_heatmaps(results: Results, path: Path) -> Path | None:
     if not wf.get("per_split"):
         return None
     loops = results.metrics["probes"]["loops"]
-    depth_split = results.settings.get("depth_split", "test_depth")
-    split = depth_split if wf["per_split"].get(depth_split) else next((s for s, v in wf["per_split"].items() if v), None)
+    split = _heatmap_split(results, wf["per_split"])
     if split is None:
         return None
-    depths = wf["per_split"][split]
-    plt = _pyplot()
-    ncol = min(3, len(depths))
-    nrow = -(-len(depths) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol + 1, 3.6 * nrow), squeeze=False, constrained_layout=True)
-    im = None
-    for ax, d in zip(axes.flat, depths):
-        grid = np.array([[np.nan if v is None else v for v in row] for row in d["share"]], dtype=float)
-        im = ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma")
+
+    def label(ax, d):
         ax.plot(np.arange(len(d["positions"])), [loops.index(j + 1) if j + 1 in loops else np.nan
                                                  for j in range(len(d["positions"]))], "c--", lw=1, label="t = j")
         ax.set_xticks(range(len(d["positions"])), [p.replace("r_", "") for p in d["positions"]], fontsize=8)
-        step = max(1, len(loops) // 8)
-        ax.set_yticks(range(0, len(loops), step), [str(t) for t in loops][::step], fontsize=8)
         ax.set(xlabel="input position j (token r_j)", ylabel="loop t", title=f"{split}, depth {d['depth']}")
-    for ax in list(axes.flat)[len(depths):]:
-        ax.set_visible(False)
-    fig.colorbar(im, ax=axes.ravel().tolist(), label="share of rows (readout = entity after hop j)", shrink=0.9)
-    fig.suptitle(f"{results.model_name}: readout at every position, per loop (dashed: one hop per loop)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+
+    return _share_heatmaps(wf["per_split"][split], loops, label, "share of rows (readout = entity after hop j)",
+                           f"{results.model_name}: readout at every position, per loop (dashed: one hop per loop)",
+                           path)
 
 
 def write_loop_plots(results: Results, plot_dir: Path) -> list[Path]:
