@@ -46,9 +46,12 @@ def test_progress_lines_off_a_terminal(tmp_path):
 
 def _start(tmp_path: Path, config: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # SIGINT back to its default in the child: a test run started in the background (nohup, `&` without job
+    # control) inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt
     return subprocess.Popen([sys.executable, "-m", "benchgen", "train", "--data", str(tmp_path / "toy"),
                              "--config", str(config), "--out", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(proc: subprocess.Popen, ready, timeout: float = 120.0) -> None:
@@ -124,9 +127,14 @@ def test_a_signal_during_a_checkpoint_waits_for_the_whole_checkpoint(tmp_path, m
             signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(ckpt, "_atomic", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        ckpt.save(tmp_path / "run", model, opt, 7, cfg, TrainConfig(), {})
+    ignored = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a foreground run (a background one ignores it)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ckpt.save(tmp_path / "run", model, opt, 7, cfg, TrainConfig(), {})
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     assert written == [ckpt.WEIGHTS, ckpt.OPTIM, ckpt.CONFIG]
     assert json.loads((tmp_path / "run" / ckpt.CONFIG).read_text())["step"] == 7
     assert torch.load(tmp_path / "run" / ckpt.OPTIM, weights_only=True)["step"] == 7
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
