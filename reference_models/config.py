@@ -39,7 +39,7 @@ class ModelConfig:
     rope_random_max: int = field(default=0, metadata={
         "help": "rotary only: while training, each row's positions are a sorted random sample of [0, M) "
                 "(randomised positional encodings, Ruoss et al. 2023), so deeper queries meet no unseen "
-                "offsets; evaluation uses 0..L-1 (0: off)"})
+                "offsets; applies to batches shorter than M; evaluation uses 0..L-1 (0: off)"})
     state_init: Literal["auto", "noise"] = field(default="auto", metadata={
         "help": "loop state h_0: auto (the embeddings without injection, zeros with it) or noise "
                 "(truncated normal, Parcae/Huginn)"})
